@@ -1,0 +1,73 @@
+/**
+ * The one interface every transport implements (docker://, oci:, oci-archive:, docker-archive:, the local store),
+ * so that src/copy is a single engine for every pair. Modelled on go-containerregistry's small
+ * Image/Layer/Descriptor surface, split into a read side and a write side like containers/image.
+ */
+import type { Readable } from 'node:stream';
+import type { Descriptor, ManifestBlob, Platform } from '../oci/types.ts';
+
+export interface ImageSource {
+  /** The reference as the user wrote it (normalized), for messages: `oci:/tmp/l:latest`. */
+  readonly name: string;
+
+  /**
+   * Without a digest: the manifest (or index) the reference names.
+   * With a digest: that manifest (a child of an index, a signature manifest…).
+   * Bytes are exact and verified against `digest` when the digest is known in advance.
+   */
+  getManifest(digest?: string): Promise<ManifestBlob>;
+
+  /**
+   * A blob (config or layer) as a stream. The stream is verified against desc.digest and desc.size while it
+   * is consumed and errors at the end on a mismatch, so a consumer that commits only after 'end' never
+   * commits bad bytes.
+   */
+  getBlob(desc: Descriptor): Promise<Readable>;
+
+  /** Tags known for this repository/layout, when the transport has the notion (registry tags, ref names). */
+  listTags?(): Promise<string[]>;
+
+  close(): Promise<void>;
+}
+
+export interface DestinationCapabilities {
+  /** Can store an index (multi-platform). docker-archive cannot: the engine then picks one platform. */
+  indexes: boolean;
+  /** Layers must be stored uncompressed (docker-archive). The destination decompresses itself. */
+  wantsUncompressedLayers: boolean;
+}
+
+export interface ImageDestination {
+  readonly name: string;
+  readonly capabilities: DestinationCapabilities;
+
+  /** True when the destination already holds this blob (so the engine skips it). */
+  hasBlob(desc: Descriptor): Promise<boolean>;
+
+  /**
+   * Stores a blob from a stream. Verifies digest and size; a mismatch rejects and leaves nothing visible.
+   * May be called concurrently for different blobs.
+   */
+  putBlob(desc: Descriptor, stream: Readable): Promise<void>;
+
+  /** True when the destination already holds this manifest (by digest). */
+  hasManifest?(digest: string): Promise<boolean>;
+
+  /**
+   * Stores a manifest. The engine calls this only after every blob it references is stored, and for an index
+   * only after every child manifest. `topLevel` marks the manifest the reference should name.
+   */
+  putManifest(m: ManifestBlob, opts: { topLevel: boolean }): Promise<void>;
+
+  /** Makes the result visible: tags the top-level manifest, renames an archive into place. Nothing is visible before. */
+  commit(): Promise<void>;
+
+  /** Abandons the copy: removes temp files; leaves any existing content untouched. Safe to call after a failure. */
+  abort(): Promise<void>;
+}
+
+/** Options a transport may need when opening (credentials, TLS, platform choice are added by later issues). */
+export interface OpenOptions {
+  /** Platform to pick when a single-image destination receives an index (docker-archive). */
+  platform?: Platform;
+}
