@@ -70,4 +70,6 @@ export interface ImageDestination {
 export interface OpenOptions {
   /** Platform to pick when a single-image destination receives an index (docker-archive). */
   platform?: Platform;
+  /** The local store's root (the global --root flag); default storeRoot(). */
+  storeRoot?: string;
 }

@@ -1,0 +1,176 @@
+/**
+ * The graph-copy engine: one algorithm for every pair of transports.
+ *
+ * 1. Walk the manifest graph from the source (manifests are small: fetched whole, in parallel).
+ * 2. Collect the unique blobs of every selected image; copy them in parallel, largest first (the long poles start
+ *    early), skipping those the destination already has. A blob shared by several platforms is sent once.
+ * 3. Put manifests bottom-up (images before the index that lists them), each only after all its blobs are stored:
+ *    a failure part way never leaves a manifest whose blobs are missing.
+ * 4. commit() makes the result visible (tag, archive rename); on any failure abort() and rethrow.
+ */
+import pLimit from 'p-limit';
+import type { Readable } from 'node:stream';
+import { HoistError } from '../errors.ts';
+import { digestBytes } from '../oci/digest.ts';
+import { parseManifest, manifestReferences, type ParsedManifest } from '../oci/manifest.ts';
+import { bestPlatformMatch, formatPlatform, hostPlatform, platformMatches } from '../oci/platform.ts';
+import type { Descriptor, ImageIndex, ManifestBlob, Platform } from '../oci/types.ts';
+import type { ImageDestination, ImageSource } from '../transport/types.ts';
+
+export type CopyEvent =
+  | { type: 'blob-skip'; digest: string; size: number }
+  | { type: 'blob-start'; digest: string; size: number }
+  | { type: 'blob-progress'; digest: string; size: number; bytes: number }
+  | { type: 'blob-done'; digest: string; size: number }
+  | { type: 'manifest'; digest: string; mediaType: string; skipped: boolean };
+
+export interface CopyOptions {
+  /** Copy only these platforms of an index (a new index is written). Undefined or empty: all of them. */
+  platforms?: Platform[];
+  /** Blobs in flight at once. */
+  jobs?: number;
+  onEvent?: (e: CopyEvent) => void;
+}
+
+export interface CopyResult {
+  /** Digest of the top-level manifest written (differs from the source's when platforms were filtered). */
+  digest: string;
+  mediaType: string;
+  blobsCopied: number;
+  blobsSkipped: number;
+  bytesCopied: number;
+}
+
+export const DEFAULT_JOBS = 6;
+
+interface Node {
+  blob: ManifestBlob;
+  parsed: ParsedManifest;
+  children: Node[];
+}
+
+export async function copyImage(src: ImageSource, dst: ImageDestination, opts: CopyOptions = {}): Promise<CopyResult> {
+  try {
+    const result = await copyGraph(src, dst, opts);
+    await dst.commit();
+    return result;
+  } catch (e) {
+    await dst.abort().catch(() => {});
+    throw e;
+  }
+}
+
+async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOptions): Promise<CopyResult> {
+  const emit = opts.onEvent ?? (() => {});
+  let top = await loadNode(src, await src.getManifest());
+
+  // Choose what to copy from an index.
+  if (top.parsed.kind === 'index') {
+    const wanted = opts.platforms?.length ? opts.platforms : undefined;
+    if (!dst.capabilities.indexes) {
+      // A single-image destination (docker-archive) gets one platform: the asked one, else this machine's, like skopeo.
+      const want = wanted?.[0] ?? hostPlatform();
+      const child = pickPlatform(top, want, src.name);
+      top = child;
+    } else if (wanted) {
+      top = filterIndex(top, wanted, src.name);
+    }
+  }
+
+  // Unique blobs across the whole graph.
+  const blobs = new Map<string, Descriptor>();
+  const collect = (n: Node): void => {
+    if (n.parsed.kind === 'image') {
+      for (const d of manifestReferences(n.parsed)) if (!blobs.has(d.digest)) blobs.set(d.digest, d);
+    }
+    n.children.forEach(collect);
+  };
+  collect(top);
+
+  const limit = pLimit(Math.max(1, opts.jobs ?? DEFAULT_JOBS));
+  let blobsCopied = 0;
+  let blobsSkipped = 0;
+  let bytesCopied = 0;
+  const ordered = [...blobs.values()].sort((a, b) => b.size - a.size);
+  await Promise.all(ordered.map((desc) => limit(async () => {
+    if (await dst.hasBlob(desc)) {
+      blobsSkipped++;
+      emit({ type: 'blob-skip', digest: desc.digest, size: desc.size });
+      return;
+    }
+    emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
+    const stream = await src.getBlob(desc);
+    let bytes = 0;
+    stream.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes });
+    });
+    try {
+      await dst.putBlob(desc, stream);
+    } catch (e) {
+      destroyQuietly(stream);
+      throw e;
+    }
+    blobsCopied++;
+    bytesCopied += desc.size;
+    emit({ type: 'blob-done', digest: desc.digest, size: desc.size });
+  })));
+
+  // Manifests bottom-up: children (in parallel) before their index.
+  const putTree = async (n: Node, topLevel: boolean): Promise<void> => {
+    await Promise.all(n.children.map((c) => putTree(c, false)));
+    const skipped = !topLevel && dst.hasManifest !== undefined && await dst.hasManifest(n.blob.digest);
+    if (!skipped) await dst.putManifest(n.blob, { topLevel });
+    emit({ type: 'manifest', digest: n.blob.digest, mediaType: n.blob.mediaType, skipped });
+  };
+  await putTree(top, true);
+
+  return { digest: top.blob.digest, mediaType: top.blob.mediaType, blobsCopied, blobsSkipped, bytesCopied };
+}
+
+async function loadNode(src: ImageSource, blob: ManifestBlob): Promise<Node> {
+  const parsed = parseManifest(blob.bytes, `${src.name} manifest ${blob.digest}`, blob.mediaType);
+  if (parsed.kind === 'image') return { blob, parsed, children: [] };
+  const children = await Promise.all(parsed.index.manifests.map(async (d) => loadNode(src, await src.getManifest(d.digest))));
+  return { blob, parsed, children };
+}
+
+function pickPlatform(top: Node, want: Platform, name: string): Node {
+  if (top.parsed.kind !== 'index') return top;
+  const d = bestPlatformMatch(want, top.parsed.index.manifests);
+  const child = d && top.children.find((c) => c.blob.digest === d.digest);
+  if (!child) {
+    throw new HoistError('PLATFORM_NOT_FOUND', `${name}: no image for platform ${formatPlatform(want)} in the index (has ${platformsOf(top.parsed.index).join(', ') || 'none'}); pick one with --platform`);
+  }
+  return child.parsed.kind === 'index' ? pickPlatform(child, want, name) : child;
+}
+
+/** A new index that lists only the wanted platforms; other fields and the descriptors' bytes are kept as they were. */
+function filterIndex(top: Node, wanted: Platform[], name: string): Node {
+  if (top.parsed.kind !== 'index') return top;
+  const index = top.parsed.index;
+  const keep = index.manifests.filter((d) => d.platform && wanted.some((w) => platformMatches(w, d.platform!)));
+  for (const w of wanted) {
+    if (!keep.some((d) => platformMatches(w, d.platform!))) {
+      throw new HoistError('PLATFORM_NOT_FOUND', `${name}: no image for platform ${formatPlatform(w)} in the index (has ${platformsOf(index).join(', ')}); pick one of those with --platform`);
+    }
+  }
+  if (keep.length === index.manifests.length) return top;
+  const keepDigests = new Set(keep.map((d) => d.digest));
+  // Re-serialize from the raw JSON, not the parsed form, so fields hoist doesn't model survive.
+  const raw = JSON.parse(top.blob.bytes.toString('utf8')) as ImageIndex;
+  raw.manifests = raw.manifests.filter((d) => keepDigests.has(d.digest));
+  const bytes = Buffer.from(JSON.stringify(raw));
+  const blob: ManifestBlob = { bytes, mediaType: top.blob.mediaType, digest: digestBytes(bytes) };
+  const parsed = parseManifest(bytes, `${name} filtered index`, top.blob.mediaType);
+  return { blob, parsed, children: top.children.filter((c) => keepDigests.has(c.blob.digest)) };
+}
+
+function platformsOf(index: ImageIndex): string[] {
+  return index.manifests.filter((d) => d.platform).map((d) => formatPlatform(d.platform!));
+}
+
+function destroyQuietly(s: Readable): void {
+  s.on('error', () => {});
+  s.destroy();
+}
