@@ -3,7 +3,8 @@
  * Makes a small busybox image without any network, from Debian's busybox-static (/bin/busybox):
  * one layer (busybox + applet symlinks + /etc/passwd, /etc/group), written as an OCI image layout.
  *
- *   node testdata/make-busybox.ts DIR [REF]        # default REF: latest
+ *   node testdata/make-busybox.ts DIR [REF]            # default REF: latest
+ *   node testdata/make-busybox.ts --index DIR [REF]    # a two-platform index
  *
  * Deterministic: fixed mtimes (SOURCE_DATE_EPOCH, default 0), sorted entries, gzip without a timestamp,
  * so the same busybox binary always gives the same manifest digest.
@@ -13,14 +14,48 @@ import { gzipSync } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import { OciLayout } from '../src/store/layout.ts';
 import { digestBytes } from '../src/oci/digest.ts';
-import { OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/oci/mediatype.ts';
+import { OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST } from '../src/oci/mediatype.ts';
+import type { Platform } from '../src/oci/types.ts';
 import { hostPlatform } from '../src/oci/platform.ts';
 import { readAll } from '../src/util/stream.ts';
 
 const APPLETS = ['sh', 'ls', 'cat', 'echo', 'id', 'true', 'false', 'env', 'pwd', 'mkdir', 'rm', 'cp', 'mv', 'touch',
   'sleep', 'test', 'grep', 'sed', 'head', 'tail', 'wc', 'chmod', 'chown', 'ln', 'stat', 'find', 'tar', 'printf', 'hostname', 'whoami'];
 
-export async function makeBusyboxImage(dir: string, ref = 'latest', busyboxPath = '/bin/busybox'): Promise<{ digest: string; size: number }> {
+export interface MadeImage {
+  digest: string;
+  size: number;
+  mediaType: string;
+}
+
+/**
+ * A two-platform index (linux/amd64 and linux/arm64/v8) for copy tests. Both entries carry this machine's busybox
+ * binary (nothing here can make a real arm64 one); only their configs differ. Enough for copying and platform choice.
+ */
+export async function makeBusyboxIndex(dir: string, ref = 'latest', busyboxPath = '/bin/busybox'): Promise<MadeImage & { children: MadeImage[] }> {
+  const platforms = [{ os: 'linux', architecture: 'amd64' }, { os: 'linux', architecture: 'arm64', variant: 'v8' }];
+  const children: MadeImage[] = [];
+  for (const p of platforms) {
+    children.push(await makeBusyboxImage(dir, null, busyboxPath, p));
+  }
+  const index = Buffer.from(JSON.stringify({
+    schemaVersion: 2,
+    mediaType: OCI_INDEX,
+    manifests: children.map((c, i) => ({ mediaType: c.mediaType, digest: c.digest, size: c.size, platform: platforms[i] })),
+  }));
+  const layout = await OciLayout.open(dir, { create: true });
+  const digest = await layout.putBlobBytes(index);
+  await layout.setRef(ref, { mediaType: OCI_INDEX, digest, size: index.length });
+  return { digest, size: index.length, mediaType: OCI_INDEX, children };
+}
+
+/** One busybox image; tagged `ref` in the layout unless ref is null (then only its blobs are written). */
+export async function makeBusyboxImage(
+  dir: string,
+  ref: string | null = 'latest',
+  busyboxPath = '/bin/busybox',
+  platform: Platform = hostPlatform(),
+): Promise<MadeImage> {
   const epoch = Number(process.env['SOURCE_DATE_EPOCH'] ?? 0);
   const mtime = new Date(epoch * 1000);
   const busybox = await readFile(busyboxPath);
@@ -39,11 +74,11 @@ export async function makeBusyboxImage(dir: string, ref = 'latest', busyboxPath 
   const tar = await readAll(pack, 64 * 1024 * 1024);
   const gz = gzipSync(tar, { level: 9 });
 
-  const platform = hostPlatform();
   const config = Buffer.from(JSON.stringify({
     created: mtime.toISOString().replace('.000Z', 'Z'),
     architecture: platform.architecture,
     os: platform.os,
+    ...(platform.variant ? { variant: platform.variant } : {}),
     config: { Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'], Cmd: ['sh'] },
     rootfs: { type: 'layers', diff_ids: [digestBytes(tar)] },
     history: [{ created: mtime.toISOString().replace('.000Z', 'Z'), created_by: 'testdata/make-busybox.ts (busybox-static)' }],
@@ -59,16 +94,18 @@ export async function makeBusyboxImage(dir: string, ref = 'latest', busyboxPath 
   await layout.putBlobBytes(gz);
   await layout.putBlobBytes(config);
   const digest = await layout.putBlobBytes(manifest);
-  await layout.setRef(ref, { mediaType: OCI_MANIFEST, digest, size: manifest.length });
-  return { digest, size: manifest.length };
+  if (ref !== null) await layout.setRef(ref, { mediaType: OCI_MANIFEST, digest, size: manifest.length });
+  return { digest, size: manifest.length, mediaType: OCI_MANIFEST };
 }
 
 if (import.meta.main) {
-  const [dir, ref] = process.argv.slice(2);
+  const args = process.argv.slice(2);
+  const asIndex = args[0] === '--index';
+  const [dir, ref] = asIndex ? args.slice(1) : args;
   if (!dir) {
-    process.stderr.write('usage: node testdata/make-busybox.ts DIR [REF]\n');
+    process.stderr.write('usage: node testdata/make-busybox.ts [--index] DIR [REF]\n');
     process.exit(2);
   }
-  const { digest } = await makeBusyboxImage(dir, ref);
+  const { digest } = asIndex ? await makeBusyboxIndex(dir, ref) : await makeBusyboxImage(dir, ref);
   process.stdout.write(`${digest}\n`);
 }
