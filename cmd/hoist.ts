@@ -45,8 +45,11 @@ program
   .argument('<dst>', 'destination image reference')
   .option('-a, --all', 'copy every platform of an index (the default; kept for skopeo compatibility)')
   .option('--platform <os/arch[/variant]>', 'copy only these platforms (repeatable)', collect, [])
+  .option('-f, --format <oci|v2s2>', 'manifest format to write (default: keep it, or what the destination reads)')
+  .option('--preserve-digests', 'fail rather than change any manifest digest')
   .option('--digestfile <file>', 'write the digest of the copied manifest to this file')
   .option('-q, --quiet', 'print nothing on stderr')
+  .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'))
   .addHelpText('after', transportsHelp)
   .action(runAction('copy'));
 

@@ -16,9 +16,11 @@ import { parseManifest, manifestReferences, type ParsedManifest } from '../oci/m
 import { bestPlatformMatch, formatPlatform, hostPlatform, platformMatches } from '../oci/platform.ts';
 import type { Descriptor, ImageIndex, ManifestBlob, Platform } from '../oci/types.ts';
 import type { ImageDestination, ImageSource } from '../transport/types.ts';
+import { convertImageManifest, convertIndex, formatOfMediaType, type ManifestFormat } from './convert.ts';
 
 export type CopyEvent =
   | { type: 'blob-skip'; digest: string; size: number }
+  | { type: 'blob-mount'; digest: string; size: number; from: string }
   | { type: 'blob-start'; digest: string; size: number }
   | { type: 'blob-progress'; digest: string; size: number; bytes: number }
   | { type: 'blob-done'; digest: string; size: number }
@@ -29,6 +31,10 @@ export interface CopyOptions {
   platforms?: Platform[];
   /** Blobs in flight at once. */
   jobs?: number;
+  /** Write manifests in this format (`-f oci|v2s2`); otherwise the destination's preference, else as they are. */
+  format?: ManifestFormat;
+  /** Refuse any change that would alter a manifest digest (skopeo's --preserve-digests). */
+  preserveDigests?: boolean;
   onEvent?: (e: CopyEvent) => void;
 }
 
@@ -75,6 +81,16 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
     } else if (wanted) {
       top = filterIndex(top, wanted, src.name);
     }
+  }
+
+  // Manifest format: asked for, else what the destination can read; digests change only when they must.
+  const to = opts.format ?? neededFormat(top, dst.capabilities.formats);
+  if (to) {
+    const converted = convertNode(top, to, src.name);
+    if (opts.preserveDigests && converted.blob.digest !== top.blob.digest) {
+      throw new HoistError('DIGEST_WOULD_CHANGE', `${src.name}: writing it as ${to === 'oci' ? 'OCI' : 'v2s2'} changes its digest, and --preserve-digests forbids that; drop --preserve-digests or pick a destination that stores ${formatOfMediaType(top.blob.mediaType) ?? 'this'} manifests`);
+    }
+    top = converted;
   }
 
   // Unique blobs across the whole graph.
@@ -164,6 +180,35 @@ function filterIndex(top: Node, wanted: Platform[], name: string): Node {
   const blob: ManifestBlob = { bytes, mediaType: top.blob.mediaType, digest: digestBytes(bytes) };
   const parsed = parseManifest(bytes, `${name} filtered index`, top.blob.mediaType);
   return { blob, parsed, children: top.children.filter((c) => keepDigests.has(c.blob.digest)) };
+}
+
+/** The format to convert to, when the destination cannot store some manifest of the graph as it is. */
+function neededFormat(n: Node, formats: ('oci' | 'docker')[] | undefined): ManifestFormat | undefined {
+  if (!formats) return undefined;
+  const fits = (m: Node): boolean => formats.includes(formatOfMediaType(m.blob.mediaType) ?? 'oci') && m.children.every(fits);
+  return fits(n) ? undefined : formats[0];
+}
+
+/** The same graph with every manifest in format `to` (children first, so an index lists the converted digests). */
+function convertNode(n: Node, to: ManifestFormat, name: string): Node {
+  const where = `${name} manifest ${n.blob.digest}`;
+  const children = n.children.map((c) => convertNode(c, to, name));
+  if (formatOfMediaType(n.blob.mediaType) === to && children.every((c, i) => c === n.children[i])) return n;
+  const raw = JSON.parse(n.blob.bytes.toString('utf8')) as Record<string, unknown>;
+  let bytes: Buffer;
+  if (n.parsed.kind === 'image') {
+    bytes = convertImageManifest(raw, to, where);
+  } else {
+    const map = new Map<string, Descriptor>();
+    n.children.forEach((old, i) => {
+      const c = children[i]!;
+      map.set(old.blob.digest, { mediaType: c.blob.mediaType, digest: c.blob.digest, size: c.blob.bytes.length });
+    });
+    bytes = convertIndex(raw, to, map, where);
+  }
+  const mediaType = JSON.parse(bytes.toString('utf8')).mediaType as string;
+  const blob: ManifestBlob = { bytes, mediaType, digest: digestBytes(bytes) };
+  return { blob, parsed: parseManifest(bytes, where, mediaType), children };
 }
 
 function platformsOf(index: ImageIndex): string[] {

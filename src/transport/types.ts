@@ -35,6 +35,11 @@ export interface DestinationCapabilities {
   indexes: boolean;
   /** Layers must be stored uncompressed (docker-archive). The destination decompresses itself. */
   wantsUncompressedLayers: boolean;
+  /**
+   * Manifest formats the destination's readers understand; the engine converts others to the first one
+   * (oci: layouts: ['oci'], as skopeo and umoci read nothing else). Undefined: any, kept byte for byte.
+   */
+  formats?: ('oci' | 'docker')[];
 }
 
 export interface ImageDestination {

@@ -79,9 +79,11 @@ test('images skopeo writes into oci: and docker-archive: are read by hoist with 
   const theirs = JSON.parse((await ok(run('skopeo', ['inspect', `docker-archive:${arch}`]))).stdout) as { Digest: string; Layers: string[] };
   assert.equal(mine.Digest, theirs.Digest);
   assert.deepEqual(mine.Layers, theirs.Layers);
-  // And hoist copies it on into its store with that digest.
+  // And hoist copies it on into its store with that digest: the store keeps Docker manifests byte for byte
+  // (skopeo 1.9's oci: reader only takes OCI-typed manifests, so read it back with hoist).
   await ok(hoist(root, ['copy', '-q', `docker-archive:${arch}`, 'from-archive:1']));
-  assert.equal(await skopeoDigest(`oci:${root}:docker.io/library/from-archive:1`), theirs.Digest);
+  const back = JSON.parse((await ok(hoist(root, ['inspect', 'from-archive:1']))).stdout) as { Digest: string };
+  assert.equal(back.Digest, theirs.Digest);
 });
 
 test('a docker-archive hoist writes gives skopeo the same config', async () => {
@@ -90,8 +92,8 @@ test('a docker-archive hoist writes gives skopeo the same config', async () => {
   const theirs = (await ok(run('skopeo', ['inspect', '--config', '--raw', `docker-archive:${arch}`]))).stdout;
   const orig = (await ok(run('skopeo', ['inspect', '--config', '--raw', `oci:${src}:latest`]))).stdout;
   assert.equal(theirs, orig);
-  const ins = JSON.parse((await ok(run('skopeo', ['inspect', `docker-archive:${arch}`]))).stdout) as { RepoTags: string[] };
-  assert.ok(ins.RepoTags.some((t) => t.includes('busybox')));
+  const manifestJson = JSON.parse((await ok(run('tar', ['-xOf', arch, 'manifest.json']))).stdout) as { RepoTags: string[] }[];
+  assert.deepEqual(manifestJson[0]!.RepoTags, ['docker.io/library/busybox:latest']);
 });
 
 test('an oci-archive round trip keeps the digest', async () => {
