@@ -10,6 +10,7 @@
  * so the same busybox binary always gives the same manifest digest.
  */
 import { readFile } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import { OciLayout } from '../src/store/layout.ts';
@@ -71,7 +72,7 @@ export async function makeBusyboxImage(
   dirEntry('root/', 0o700);
   dirEntry('tmp/', 0o1777);
   pack.finalize();
-  const tar = await readAll(pack, 64 * 1024 * 1024);
+  const tar = await readAll(pack as unknown as Readable, 64 * 1024 * 1024);
   const gz = gzipSync(tar, { level: 9 });
 
   const config = Buffer.from(JSON.stringify({

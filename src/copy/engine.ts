@@ -9,7 +9,7 @@
  * 4. commit() makes the result visible (tag, archive rename); on any failure abort() and rethrow.
  */
 import pLimit from 'p-limit';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { HoistError } from '../errors.ts';
 import { digestBytes } from '../oci/digest.ts';
 import { parseManifest, manifestReferences, type ParsedManifest } from '../oci/manifest.ts';
@@ -115,16 +115,24 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
       return;
     }
     emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
-    const stream = await src.getBlob(desc);
+    const source = await src.getBlob(desc);
+    // Count bytes in a pass-through: a 'data' listener on the source would start it flowing before the
+    // destination is ready to read, and bytes would be lost.
     let bytes = 0;
-    stream.on('data', (chunk: Buffer) => {
-      bytes += chunk.length;
-      emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes });
+    const counted = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        bytes += chunk.length;
+        emit({ type: 'blob-progress', digest: desc.digest, size: desc.size, bytes });
+        cb(null, chunk);
+      },
     });
+    source.on('error', (e) => counted.destroy(e));
+    source.pipe(counted);
     try {
-      await dst.putBlob(desc, stream);
+      await dst.putBlob(desc, counted);
     } catch (e) {
-      destroyQuietly(stream);
+      destroyQuietly(source);
+      destroyQuietly(counted);
       throw e;
     }
     blobsCopied++;

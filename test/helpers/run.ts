@@ -23,6 +23,7 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
       stdout: Buffer.concat(out).toString('utf8'),
       stderr: Buffer.concat(err).toString('utf8'),
     }));
+    child.stdin.on('error', () => {}); // the child may exit before reading its input (EPIPE)
     child.stdin.end(opts.input ?? '');
   });
 }
