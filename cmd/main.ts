@@ -3,6 +3,7 @@
  * Action modules live in cmd/actions/<name>.ts and export `default async function (ctx, ...args)`.
  */
 import type { Command } from 'commander';
+import { runShutdown } from '../src/util/shutdown.ts';
 
 export interface GlobalOptions {
   debug: boolean;
@@ -22,6 +23,8 @@ export function runAction(name: string): (...args: unknown[]) => Promise<void> {
       if (typeof code === 'number' && code !== 0) process.exitCode = code;
     } catch (e) {
       process.exitCode = await reportError(e, globals.debug);
+    } finally {
+      await runShutdown();
     }
   };
 }

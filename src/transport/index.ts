@@ -2,7 +2,6 @@
  * Opens the ImageSource / ImageDestination for a reference. Each transport module is imported only when used,
  * so `hoist inspect oci:…` never loads tar or registry code.
  */
-import { HoistError } from '../errors.ts';
 import { parseImageReference, type ImageRef } from './reference.ts';
 import type { ImageDestination, ImageSource, OpenOptions } from './types.ts';
 
@@ -10,15 +9,11 @@ function resolveRef(ref: ImageRef | string): ImageRef {
   return typeof ref === 'string' ? parseImageReference(ref) : ref;
 }
 
-function registryNotYet(): never {
-  throw new HoistError('NOT_IMPLEMENTED', 'docker://: the registry transport arrives with the registry client; use oci:, oci-archive:, docker-archive: or the local store for now');
-}
-
 export async function openSource(ref: ImageRef | string, opts: OpenOptions = {}): Promise<ImageSource> {
   const r = resolveRef(ref);
   switch (r.transport) {
     case 'docker':
-      return registryNotYet();
+      return (await import('./docker.ts')).openDockerSource(r.ref, opts.registry);
     case 'oci':
       return (await import('./oci-layout.ts')).openOciLayoutSource(r.dir, r.ref);
     case 'oci-archive':
@@ -34,7 +29,7 @@ export async function openDestination(ref: ImageRef | string, opts: OpenOptions 
   const r = resolveRef(ref);
   switch (r.transport) {
     case 'docker':
-      return registryNotYet();
+      return (await import('./docker.ts')).openDockerDestination(r.ref, opts.registry);
     case 'oci':
       return (await import('./oci-layout.ts')).openOciLayoutDestination(r.dir, r.ref);
     case 'oci-archive':

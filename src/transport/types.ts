@@ -27,6 +27,15 @@ export interface ImageSource {
   /** Tags known for this repository/layout, when the transport has the notion (registry tags, ref names). */
   listTags?(): Promise<string[]>;
 
+  /** The manifest under another tag of the same repository (signature tags `sha256-<hex>.sig`); undefined if absent. */
+  getTaggedManifest?(tag: string): Promise<ManifestBlob | undefined>;
+
+  /** Referrers of a manifest (OCI 1.1: referrers API, or the `sha256-<hex>` tag fallback). */
+  listReferrers?(digest: string): Promise<Descriptor[]>;
+
+  /** Where blobs can be mounted from when the destination is the same registry: `host` and `repository`. */
+  readonly mountFrom?: { host: string; repository: string };
+
   close(): Promise<void>;
 }
 
@@ -59,6 +68,18 @@ export interface ImageDestination {
   hasManifest?(digest: string): Promise<boolean>;
 
   /**
+   * Cross-repository mount (same registry): true when the blob is now in the destination without a transfer,
+   * false when the registry declined (the engine then copies it).
+   */
+  mountBlob?(desc: Descriptor, from: { host: string; repository: string }): Promise<boolean>;
+
+  /** Stores a manifest under an extra tag of the destination repository (signature tags, --additional-tag). */
+  putTaggedManifest?(m: ManifestBlob, tag: string): Promise<void>;
+
+  /** Stores a referrer of `subject` so that the destination lists it (referrers API or tag fallback index). */
+  putReferrer?(m: ManifestBlob, subject: Descriptor): Promise<void>;
+
+  /**
    * Stores a manifest. The engine calls this only after every blob it references is stored, and for an index
    * only after every child manifest. `topLevel` marks the manifest the reference should name.
    */
@@ -77,4 +98,18 @@ export interface OpenOptions {
   platform?: Platform;
   /** The local store's root (the global --root flag); default storeRoot(). */
   storeRoot?: string;
+  /** Registry access for docker:// references. */
+  registry?: RegistryAccess;
+}
+
+/** What the CLI knows about reaching a registry (skopeo's flags), per side of a copy. */
+export interface RegistryAccess {
+  /** `USER[:PASS]` */
+  creds?: string;
+  authfile?: string;
+  /** false: plain http or unverified TLS allowed. Default true (loopback registries may use plain http anyway). */
+  tlsVerify?: boolean;
+  certDir?: string;
+  retryTimes?: number;
+  retryDelayMs?: number;
 }

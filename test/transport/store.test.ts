@@ -96,9 +96,9 @@ test('store errors: unknown names, IDs and digests as destinations', async () =>
   await assert.rejects(openDestination(`busybox@${a.manifest.digest}`, { storeRoot: root }), /includes a digest/);
 });
 
-test('the registry transport is not wired yet; strings and parsed references both open', async () => {
-  await assert.rejects(openSource('docker://busybox'), (e: unknown) => e instanceof HoistError && e.code === 'NOT_IMPLEMENTED');
-  await assert.rejects(openDestination('docker://busybox'), (e: unknown) => e instanceof HoistError && e.code === 'NOT_IMPLEMENTED');
+test('strings and parsed references both open; docker:// refs are checked before any network use', async () => {
+  await assert.rejects(openSource('docker://Busybox'), (e: unknown) => e instanceof HoistError && e.code === 'BAD_REFERENCE');
+  await assert.rejects(openDestination('docker://a:b:c'), (e: unknown) => e instanceof HoistError);
   const s = await openSource({ transport: 'oci', dir: src, ref: 'b' });
   assert.equal((await s.getManifest()).digest, b.manifest.digest);
   await s.close();
