@@ -11,7 +11,7 @@
 import pLimit from 'p-limit';
 import { Transform, type Readable } from 'node:stream';
 import { HoistError } from '../errors.ts';
-import { digestBytes } from '../oci/digest.ts';
+import { digestBytes, digestToTag } from '../oci/digest.ts';
 import { parseManifest, manifestReferences, type ParsedManifest } from '../oci/manifest.ts';
 import { bestPlatformMatch, formatPlatform, hostPlatform, platformMatches } from '../oci/platform.ts';
 import type { Descriptor, ImageIndex, ManifestBlob, Platform } from '../oci/types.ts';
@@ -24,7 +24,8 @@ export type CopyEvent =
   | { type: 'blob-start'; digest: string; size: number }
   | { type: 'blob-progress'; digest: string; size: number; bytes: number }
   | { type: 'blob-done'; digest: string; size: number }
-  | { type: 'manifest'; digest: string; mediaType: string; skipped: boolean };
+  | { type: 'manifest'; digest: string; mediaType: string; skipped: boolean }
+  | { type: 'signature'; digest: string; kind: 'tag' | 'referrer' };
 
 export interface CopyOptions {
   /** Copy only these platforms of an index (a new index is written). Undefined or empty: all of them. */
@@ -35,6 +36,13 @@ export interface CopyOptions {
   format?: ManifestFormat;
   /** Refuse any change that would alter a manifest digest (skopeo's --preserve-digests). */
   preserveDigests?: boolean;
+  /** Do not carry `sha256-<hex>.sig` signature tags and referrers of the copied manifests (skopeo --remove-signatures). */
+  removeSignatures?: boolean;
+  /** Extra tags for the top-level manifest at the destination (skopeo --additional-tag). */
+  additionalTags?: string[];
+  /** Recompress layers (skopeo --dest-compress-format / --dest-compress-level); layers already in it are kept. */
+  compressFormat?: 'gzip' | 'zstd';
+  compressLevel?: number;
   onEvent?: (e: CopyEvent) => void;
 }
 
@@ -68,7 +76,11 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
 
 async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOptions): Promise<CopyResult> {
   const emit = opts.onEvent ?? (() => {});
+  if (opts.compressFormat) {
+    throw new HoistError('NOT_IMPLEMENTED', '--dest-compress-format: recompressing layers is not implemented yet; copy without it (layers keep their compression)', { exitCode: 2 });
+  }
   let top = await loadNode(src, await src.getManifest());
+  const sourceTop = top;
 
   // Choose what to copy from an index.
   if (top.parsed.kind === 'index') {
@@ -95,23 +107,80 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
 
   // Unique blobs across the whole graph.
   const blobs = new Map<string, Descriptor>();
-  const collect = (n: Node): void => {
-    if (n.parsed.kind === 'image') {
-      for (const d of manifestReferences(n.parsed)) if (!blobs.has(d.digest)) blobs.set(d.digest, d);
-    }
-    n.children.forEach(collect);
-  };
-  collect(top);
+  collectBlobs(top, blobs);
 
   const limit = pLimit(Math.max(1, opts.jobs ?? DEFAULT_JOBS));
-  let blobsCopied = 0;
-  let blobsSkipped = 0;
-  let bytesCopied = 0;
+  const stats = { blobsCopied: 0, blobsSkipped: 0, bytesCopied: 0 };
+  const copyBlob = blobCopier(src, dst, emit, stats);
+
+  // Signatures of the source manifests are looked up while the blobs flow (a few small requests, hidden behind
+  // the transfer); they are written after the image, since they name it.
+  const signatures = opts.removeSignatures ? Promise.resolve([]) : findSignatures(src, dst, sourceTop);
+  signatures.catch(() => {});
+
   const ordered = [...blobs.values()].sort((a, b) => b.size - a.size);
-  await Promise.all(ordered.map((desc) => limit(async () => {
+  await Promise.all(ordered.map((desc) => limit(() => copyBlob(desc))));
+
+  // Manifests bottom-up: children (in parallel) before their index.
+  const putTree = async (n: Node, topLevel: boolean): Promise<void> => {
+    await Promise.all(n.children.map((c) => putTree(c, false)));
+    const skipped = !topLevel && dst.hasManifest !== undefined && await dst.hasManifest(n.blob.digest);
+    if (!skipped) await dst.putManifest(n.blob, { topLevel });
+    emit({ type: 'manifest', digest: n.blob.digest, mediaType: n.blob.mediaType, skipped });
+  };
+  await putTree(top, true);
+
+  for (const tag of opts.additionalTags ?? []) {
+    if (!dst.putTaggedManifest) throw new HoistError('NOT_SUPPORTED', `${dst.name}: --additional-tag needs a registry destination`, { exitCode: 2 });
+    await dst.putTaggedManifest(top.blob, tag);
+  }
+
+  const found = await signatures;
+  if (found.length) {
+    if (top.blob.digest !== sourceTop.blob.digest) {
+      throw new HoistError('SIGNATURES_INVALIDATED', `${src.name} is signed, and this copy changes its digest (${sourceTop.blob.digest} → ${top.blob.digest}), which would invalidate the signatures; copy with --remove-signatures, or without the change`);
+    }
+    for (const sig of found) {
+      const sigNode = await loadNode(src, sig.manifest);
+      const sigBlobs = new Map<string, Descriptor>();
+      collectBlobs(sigNode, sigBlobs);
+      await Promise.all([...sigBlobs.values()].map((d) => limit(() => copyBlob(d))));
+      if (sig.kind === 'tag') await dst.putTaggedManifest!(sig.manifest, sig.tag);
+      else await dst.putReferrer!(sig.manifest, sig.subject);
+      emit({ type: 'signature', digest: sig.manifest.digest, kind: sig.kind });
+    }
+  }
+
+  return { digest: top.blob.digest, mediaType: top.blob.mediaType, ...stats };
+}
+
+function collectBlobs(n: Node, into: Map<string, Descriptor>): void {
+  if (n.parsed.kind === 'image') {
+    for (const d of manifestReferences(n.parsed)) if (!into.has(d.digest)) into.set(d.digest, d);
+  }
+  for (const c of n.children) collectBlobs(c, into);
+}
+
+/**
+ * Copies one blob (skip if present, mount within a registry, else stream source → destination); each digest at most
+ * once per copy, however many images share it.
+ */
+function blobCopier(
+  src: ImageSource,
+  dst: ImageDestination,
+  emit: (e: CopyEvent) => void,
+  stats: { blobsCopied: number; blobsSkipped: number; bytesCopied: number },
+): (desc: Descriptor) => Promise<void> {
+  const seen = new Map<string, Promise<void>>();
+  const copyOne = async (desc: Descriptor): Promise<void> => {
     if (await dst.hasBlob(desc)) {
-      blobsSkipped++;
+      stats.blobsSkipped++;
       emit({ type: 'blob-skip', digest: desc.digest, size: desc.size });
+      return;
+    }
+    if (src.mountFrom && dst.mountBlob && await dst.mountBlob(desc, src.mountFrom)) {
+      stats.blobsSkipped++;
+      emit({ type: 'blob-mount', digest: desc.digest, size: desc.size, from: src.mountFrom.repository });
       return;
     }
     emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
@@ -126,7 +195,10 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
         cb(null, chunk);
       },
     });
+    // The destination's pipeline reports errors; these listeners only keep a late error (after the copy already
+    // failed on another blob) from becoming an uncaught exception.
     source.on('error', (e) => counted.destroy(e));
+    counted.on('error', () => {});
     source.pipe(counted);
     try {
       await dst.putBlob(desc, counted);
@@ -135,21 +207,47 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
       destroyQuietly(counted);
       throw e;
     }
-    blobsCopied++;
-    bytesCopied += desc.size;
+    stats.blobsCopied++;
+    stats.bytesCopied += desc.size;
     emit({ type: 'blob-done', digest: desc.digest, size: desc.size });
-  })));
-
-  // Manifests bottom-up: children (in parallel) before their index.
-  const putTree = async (n: Node, topLevel: boolean): Promise<void> => {
-    await Promise.all(n.children.map((c) => putTree(c, false)));
-    const skipped = !topLevel && dst.hasManifest !== undefined && await dst.hasManifest(n.blob.digest);
-    if (!skipped) await dst.putManifest(n.blob, { topLevel });
-    emit({ type: 'manifest', digest: n.blob.digest, mediaType: n.blob.mediaType, skipped });
   };
-  await putTree(top, true);
+  return (desc) => {
+    let p = seen.get(desc.digest);
+    if (!p) {
+      p = copyOne(desc);
+      seen.set(desc.digest, p);
+    }
+    return p;
+  };
+}
 
-  return { digest: top.blob.digest, mediaType: top.blob.mediaType, blobsCopied, blobsSkipped, bytesCopied };
+type FoundSignature =
+  | { kind: 'tag'; tag: string; manifest: ManifestBlob }
+  | { kind: 'referrer'; subject: Descriptor; manifest: ManifestBlob };
+
+/**
+ * The signatures of every manifest in the source graph: containers/image's `sha256-<hex>.sig` tags and OCI referrers
+ * (cosign v3 bundles, SBOMs, attestations). Only what the destination can store is looked for.
+ */
+async function findSignatures(src: ImageSource, dst: ImageDestination, top: Node): Promise<FoundSignature[]> {
+  const nodes: Node[] = [];
+  const walk = (n: Node): void => { nodes.push(n); n.children.forEach(walk); };
+  walk(top);
+  const found: FoundSignature[] = [];
+  await Promise.all(nodes.map(async (n) => {
+    const subject: Descriptor = { mediaType: n.blob.mediaType, digest: n.blob.digest, size: n.blob.bytes.length };
+    if (src.getTaggedManifest && dst.putTaggedManifest) {
+      const tag = `${digestToTag(n.blob.digest)}.sig`;
+      const m = await src.getTaggedManifest(tag);
+      if (m) found.push({ kind: 'tag', tag, manifest: m });
+    }
+    if (src.listReferrers && dst.putReferrer) {
+      for (const r of await src.listReferrers(n.blob.digest)) {
+        found.push({ kind: 'referrer', subject, manifest: await src.getManifest(r.digest) });
+      }
+    }
+  }));
+  return found;
 }
 
 async function loadNode(src: ImageSource, blob: ManifestBlob): Promise<Node> {

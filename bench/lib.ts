@@ -1,0 +1,118 @@
+/**
+ * Shared pieces for benchmarks: timed child processes (with peak RSS from GNU time), medians, temp dirs, and a
+ * cleanup list that also runs on Ctrl-C / SIGTERM so no registry or temp dir outlives an interrupted run.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+
+export const GNU_TIME = '/usr/bin/time';
+
+export interface ToolRun {
+  seconds: number;
+  /** Peak resident set size of the command itself, in KiB (GNU time %M). */
+  maxRssKiB: number;
+  stdout: string;
+  stderr: string;
+}
+
+export class ToolError extends Error {
+  readonly stderr: string;
+  constructor(message: string, stderr: string) {
+    super(message);
+    this.stderr = stderr;
+  }
+}
+
+type CleanupFn = () => Promise<void> | void;
+
+const cleanups: CleanupFn[] = [];
+const running = new Set<ChildProcess>();
+let cleaning: Promise<void> | undefined;
+
+/** Registers work to undo; runs last-registered first. */
+export function onCleanup(fn: CleanupFn): void {
+  cleanups.push(fn);
+}
+
+/** Removes a function registered with onCleanup after it has been run by hand. */
+export function dropCleanup(fn: CleanupFn): void {
+  const i = cleanups.lastIndexOf(fn);
+  if (i >= 0) cleanups.splice(i, 1);
+}
+
+export function runCleanups(): Promise<void> {
+  cleaning ??= (async () => {
+    for (const child of running) child.kill('SIGKILL');
+    while (cleanups.length > 0) {
+      const fn = cleanups.pop()!;
+      try {
+        await fn();
+      } catch (e) {
+        process.stderr.write(`cleanup: ${(e as Error).message}\n`);
+      }
+    }
+  })();
+  return cleaning;
+}
+
+/** Ctrl-C and SIGTERM clean up before exiting, so registries and temp dirs never leak. */
+export function installSignalHandlers(): void {
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(sig, () => {
+      process.stderr.write(`\n${sig}: cleaning up\n`);
+      void runCleanups().finally(() => process.exit(130));
+    });
+  }
+}
+
+export async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), prefix));
+  onCleanup(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Runs `cmd args` under GNU time and measures wall time around the whole process (startup included: that is what a
+ * user waits for). A non-zero exit throws a ToolError carrying stderr.
+ */
+export async function runTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; rssFile: string }): Promise<ToolRun> {
+  const start = performance.now();
+  const child = spawn(GNU_TIME, ['-f', '%M', '-o', opts.rssFile, cmd, ...args], {
+    env: opts.env ?? process.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => { stdout += s; });
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => { stderr = (stderr + s).slice(-16 * 1024); });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (c) => resolve(c));
+  }).finally(() => running.delete(child));
+  const seconds = (performance.now() - start) / 1000;
+  if (code !== 0) {
+    const msg = stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Command exited with non-zero status')).join('\n');
+    throw new ToolError(`${path.basename(cmd)} ${args.join(' ')} exited with ${code}: ${msg.trim() || '(no stderr)'}`, stderr);
+  }
+  const rssText = (await readFile(opts.rssFile, 'utf8')).trim().split('\n').pop() ?? '';
+  const maxRssKiB = Number(rssText);
+  return { seconds, maxRssKiB: Number.isFinite(maxRssKiB) ? maxRssKiB : NaN, stdout, stderr };
+}
+
+export function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+export function fmt(x: number, digits = 3): string {
+  return Number.isFinite(x) ? x.toFixed(digits) : '—';
+}
+
+export function mib(kib: number): number {
+  return kib / 1024;
+}

@@ -1,0 +1,159 @@
+/**
+ * The copy engine against a real registry (Debian's docker-registry): signatures travel with the image (both
+ * formats: `.sig` tags and referrers through the tag fallback), --remove-signatures drops them, blobs are mounted
+ * within a registry, and a fault proxy's cuts and 5xx end in identical digests — or in a clean failure that pushed
+ * no manifest.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
+import { startFaultProxy } from '../helpers/fault-proxy.ts';
+import { makeImage } from '../helpers/make-image.ts';
+import { copyImage, type CopyEvent } from '../../src/copy/engine.ts';
+import { openDestination, openSource } from '../../src/transport/index.ts';
+import { closeRegistryClients } from '../../src/transport/docker.ts';
+import { RegistryClient } from '../../src/registry/index.ts';
+import { digestBytes, digestToTag } from '../../src/oci/digest.ts';
+import { OCI_EMPTY, OCI_INDEX, OCI_MANIFEST } from '../../src/oci/mediatype.ts';
+import type { ManifestBlob } from '../../src/oci/types.ts';
+
+let tmp: string;
+let a: TestRegistry;
+let b: TestRegistry;
+let imageDigest: string;
+const FAST = { retryTimes: 3, retryDelayMs: 20 };
+
+before(async () => {
+  tmp = await mkdtemp(path.join(tmpdir(), 'hoist-engine-reg-'));
+  [a, b] = await Promise.all([startRegistry(), startRegistry()]);
+  const img = await makeImage(path.join(tmp, 'src'), {
+    layers: [{ files: { 'big.bin': randomBytes(3 * 1024 * 1024) }, compression: 'none' }, { files: { 'etc/hello': 'hi\n' } }],
+    ref: 'v1',
+  });
+  imageDigest = img.manifest.digest;
+  await copy(`oci:${path.join(tmp, 'src')}:v1`, `docker://${a.host}/app:v1`);
+});
+
+after(async () => {
+  await closeRegistryClients();
+  await Promise.all([a?.stop(), b?.stop()]);
+  await rm(tmp, { recursive: true, force: true });
+});
+
+async function copy(from: string, to: string, opts: Parameters<typeof copyImage>[2] = {}, access = FAST) {
+  const src = await openSource(from, { registry: access });
+  const dst = await openDestination(to, { registry: access });
+  try {
+    return await copyImage(src, dst, opts);
+  } finally {
+    await src.close();
+  }
+}
+
+function manifestBlob(doc: unknown): ManifestBlob {
+  const bytes = Buffer.from(JSON.stringify(doc));
+  return { bytes, mediaType: OCI_MANIFEST, digest: digestBytes(bytes) };
+}
+
+/** Puts a simple-signing `.sig` manifest and a referrer (tag fallback) for the image into registry a. */
+async function signInA(): Promise<{ sig: ManifestBlob; referrer: ManifestBlob }> {
+  const c = new RegistryClient({ host: a.host });
+  try {
+    const payload = Buffer.from(JSON.stringify({ critical: { identity: { 'docker-reference': `${a.host}/app` }, image: { 'docker-manifest-digest': imageDigest }, type: 'cosign container image signature' }, optional: null }));
+    const config = Buffer.from(JSON.stringify({ architecture: '', os: '', config: {}, rootfs: { type: 'layers', diff_ids: [digestBytes(payload)] } }));
+    for (const blob of [payload, config]) {
+      await c.putBlob('app', { mediaType: 'application/octet-stream', digest: digestBytes(blob), size: blob.length }, (await import('node:stream')).Readable.from([blob]));
+    }
+    const sig = manifestBlob({
+      schemaVersion: 2, mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: digestBytes(config), size: config.length },
+      layers: [{ mediaType: 'application/vnd.dev.cosign.simplesigning.v1+json', digest: digestBytes(payload), size: payload.length, annotations: { 'dev.cosignproject.cosign/signature': 'MEUCIQ==' } }],
+    });
+    await c.putManifest('app', `${digestToTag(imageDigest)}.sig`, sig);
+
+    const empty = Buffer.from('{}');
+    await c.putBlob('app', { mediaType: OCI_EMPTY, digest: digestBytes(empty), size: 2 }, (await import('node:stream')).Readable.from([empty]));
+    const imageSize = (await c.headManifest('app', imageDigest))!.size;
+    const referrer = manifestBlob({
+      schemaVersion: 2, mediaType: OCI_MANIFEST, artifactType: 'application/vnd.example.sbom',
+      config: { mediaType: OCI_EMPTY, digest: digestBytes(empty), size: 2 },
+      layers: [{ mediaType: OCI_EMPTY, digest: digestBytes(empty), size: 2 }],
+      subject: { mediaType: OCI_MANIFEST, digest: imageDigest, size: imageSize },
+    });
+    await c.putManifest('app', referrer.digest, referrer);
+    const fallback = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [{ mediaType: OCI_MANIFEST, digest: referrer.digest, size: referrer.bytes.length, artifactType: 'application/vnd.example.sbom' }] }));
+    await c.putManifest('app', digestToTag(imageDigest), { bytes: fallback, mediaType: OCI_INDEX, digest: digestBytes(fallback) });
+    return { sig, referrer };
+  } finally {
+    await c.close();
+  }
+}
+
+test('registry → registry keeps the digest and carries both signature formats; --remove-signatures drops them', async () => {
+  const { sig, referrer } = await signInA();
+  const r = await copy(`docker://${a.host}/app:v1`, `docker://${b.host}/mirror/app:v1`);
+  assert.equal(r.digest, imageDigest);
+  const c = new RegistryClient({ host: b.host });
+  try {
+    assert.equal((await c.getManifest('mirror/app', 'v1')).digest, imageDigest);
+    assert.equal((await c.getManifest('mirror/app', `${digestToTag(imageDigest)}.sig`)).digest, sig.digest);
+    const refs = await c.getReferrers('mirror/app', imageDigest);
+    assert.deepEqual(refs.map((d) => d.digest), [referrer.digest]);
+
+    await copy(`docker://${a.host}/app:v1`, `docker://${b.host}/bare/app:v1`, { removeSignatures: true });
+    assert.equal((await c.getManifest('bare/app', 'v1')).digest, imageDigest);
+    assert.equal(await c.headManifest('bare/app', `${digestToTag(imageDigest)}.sig`), undefined);
+    assert.deepEqual(await c.getReferrers('bare/app', imageDigest), []);
+  } finally {
+    await c.close();
+  }
+});
+
+test('a copy that would change a signed image\'s digest is refused unless signatures are removed', async () => {
+  await assert.rejects(copy(`docker://${a.host}/app:v1`, `docker://${b.host}/conv/app:v1`, { format: 'docker' }), /would invalidate the signatures; copy with --remove-signatures/);
+  const r = await copy(`docker://${a.host}/app:v1`, `docker://${b.host}/conv/app:v1`, { format: 'docker', removeSignatures: true });
+  assert.notEqual(r.digest, imageDigest);
+});
+
+test('within one registry, blobs are mounted, not transferred', async () => {
+  const events: CopyEvent[] = [];
+  const r = await copy(`docker://${a.host}/app:v1`, `docker://${a.host}/other/app:v1`, { removeSignatures: true, onEvent: (e) => events.push(e) });
+  assert.equal(r.digest, imageDigest);
+  assert.equal(r.blobsCopied, 0);
+  assert.ok(events.filter((e) => e.type === 'blob-mount').length >= 2, 'layers mounted');
+});
+
+test('cuts mid-blob and 503s through a fault proxy still give identical digests', async () => {
+  const proxy = await startFaultProxy(a.url);
+  try {
+    proxy.addRule({ method: 'GET', path: /\/blobs\/sha256:/, action: { kind: 'cut', afterBytes: 1024 * 1024 } });
+    proxy.addRule({ method: 'HEAD', path: /\/blobs\//, action: { kind: 'status', status: 503 } });
+    proxy.addRule({ method: 'GET', path: /\/manifests\//, action: { kind: 'status', status: 500 } });
+    const r = await copy(`docker://${proxy.host}/app:v1`, `docker://${b.host}/faulty/app:v1`, { removeSignatures: true });
+    assert.equal(r.digest, imageDigest);
+    assert.ok(proxy.count('GET', /\/blobs\/sha256:/) >= 3, 'the cut blob was fetched again');
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('a source that serves corrupt bytes fails the copy cleanly: no manifest at the destination', async () => {
+  const proxy = await startFaultProxy(a.url);
+  try {
+    proxy.addRule({ method: 'GET', path: /\/blobs\/sha256:/, times: 100, action: { kind: 'corrupt', atByte: 100 } });
+    await assert.rejects(copy(`docker://${proxy.host}/app:v1`, `docker://${b.host}/corrupt/app:v1`, { removeSignatures: true }), /does not match its digest/);
+    const c = new RegistryClient({ host: b.host });
+    try {
+      assert.equal(await c.headManifest('corrupt/app', 'v1'), undefined);
+      assert.equal(await c.headManifest('corrupt/app', imageDigest), undefined);
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await proxy.stop();
+  }
+});
