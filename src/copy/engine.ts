@@ -17,6 +17,7 @@ import { bestPlatformMatch, formatPlatform, hostPlatform, platformMatches } from
 import type { Descriptor, ImageIndex, ManifestBlob, Platform } from '../oci/types.ts';
 import type { ImageDestination, ImageSource } from '../transport/types.ts';
 import { convertImageManifest, convertIndex, formatOfMediaType, type ManifestFormat } from './convert.ts';
+import { needsRecompression, recompress } from './recompress.ts';
 
 export type CopyEvent =
   | { type: 'blob-skip'; digest: string; size: number }
@@ -76,9 +77,6 @@ export async function copyImage(src: ImageSource, dst: ImageDestination, opts: C
 
 async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOptions): Promise<CopyResult> {
   const emit = opts.onEvent ?? (() => {});
-  if (opts.compressFormat) {
-    throw new HoistError('NOT_IMPLEMENTED', '--dest-compress-format: recompressing layers is not implemented yet; copy without it (layers keep their compression)', { exitCode: 2 });
-  }
   let top = await loadNode(src, await src.getManifest());
   const sourceTop = top;
 
@@ -118,8 +116,28 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
   const signatures = opts.removeSignatures ? Promise.resolve([]) : findSignatures(src, dst, sourceTop);
   signatures.catch(() => {});
 
+  // Layers to recompress are rewritten (once per digest) and the manifests above them rebuilt afterwards.
+  const compressTo = opts.compressFormat;
+  const replaced = new Map<string, Descriptor>();
+  const recompressOne = async (desc: Descriptor): Promise<void> => {
+    const r = await recompress(await src.getBlob(desc), desc, compressTo!, opts.compressLevel);
+    try {
+      replaced.set(desc.digest, r.desc);
+      await copyBlob(r.desc, r.open);
+    } finally {
+      await r.dispose();
+    }
+  };
+  const refuseIfSigned = async (): Promise<void> => {
+    if (top.blob.digest !== sourceTop.blob.digest && (await signatures).length) {
+      throw new HoistError('SIGNATURES_INVALIDATED', `${src.name} is signed, and this copy changes its digest (${sourceTop.blob.digest} → ${top.blob.digest}), which would invalidate the signatures; copy with --remove-signatures, or without the change`);
+    }
+  };
+  await refuseIfSigned(); // format conversion is known before any transfer
   const ordered = [...blobs.values()].sort((a, b) => b.size - a.size);
-  await Promise.all(ordered.map((desc) => limit(() => copyBlob(desc))));
+  await Promise.all(ordered.map((desc) => limit(() => (compressTo && needsRecompression(desc, compressTo) ? recompressOne(desc) : copyBlob(desc)))));
+  if (replaced.size) top = replaceLayers(top, replaced, src.name);
+  await refuseIfSigned(); // and recompression only after it
 
   // Manifests bottom-up: children (in parallel) before their index.
   const putTree = async (n: Node, topLevel: boolean): Promise<void> => {
@@ -137,9 +155,6 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
 
   const found = await signatures;
   if (found.length) {
-    if (top.blob.digest !== sourceTop.blob.digest) {
-      throw new HoistError('SIGNATURES_INVALIDATED', `${src.name} is signed, and this copy changes its digest (${sourceTop.blob.digest} → ${top.blob.digest}), which would invalidate the signatures; copy with --remove-signatures, or without the change`);
-    }
     for (const sig of found) {
       const sigNode = await loadNode(src, sig.manifest);
       const sigBlobs = new Map<string, Descriptor>();
@@ -170,21 +185,21 @@ function blobCopier(
   dst: ImageDestination,
   emit: (e: CopyEvent) => void,
   stats: { blobsCopied: number; blobsSkipped: number; bytesCopied: number },
-): (desc: Descriptor) => Promise<void> {
+): (desc: Descriptor, open?: () => Readable) => Promise<void> {
   const seen = new Map<string, Promise<void>>();
-  const copyOne = async (desc: Descriptor): Promise<void> => {
+  const copyOne = async (desc: Descriptor, open?: () => Readable): Promise<void> => {
     if (await dst.hasBlob(desc)) {
       stats.blobsSkipped++;
       emit({ type: 'blob-skip', digest: desc.digest, size: desc.size });
       return;
     }
-    if (src.mountFrom && dst.mountBlob && await dst.mountBlob(desc, src.mountFrom)) {
+    if (!open && src.mountFrom && dst.mountBlob && await dst.mountBlob(desc, src.mountFrom)) {
       stats.blobsSkipped++;
       emit({ type: 'blob-mount', digest: desc.digest, size: desc.size, from: src.mountFrom.repository });
       return;
     }
     emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
-    const source = await src.getBlob(desc);
+    const source = open ? open() : await src.getBlob(desc);
     // Count bytes in a pass-through: a 'data' listener on the source would start it flowing before the
     // destination is ready to read, and bytes would be lost.
     let bytes = 0;
@@ -211,10 +226,10 @@ function blobCopier(
     stats.bytesCopied += desc.size;
     emit({ type: 'blob-done', digest: desc.digest, size: desc.size });
   };
-  return (desc) => {
+  return (desc, open) => {
     let p = seen.get(desc.digest);
     if (!p) {
-      p = copyOne(desc);
+      p = copyOne(desc, open);
       seen.set(desc.digest, p);
     }
     return p;
@@ -286,6 +301,34 @@ function filterIndex(top: Node, wanted: Platform[], name: string): Node {
   const blob: ManifestBlob = { bytes, mediaType: top.blob.mediaType, digest: digestBytes(bytes) };
   const parsed = parseManifest(bytes, `${name} filtered index`, top.blob.mediaType);
   return { blob, parsed, children: top.children.filter((c) => keepDigests.has(c.blob.digest)) };
+}
+
+/** The graph with layer descriptors replaced (recompressed), manifests and indexes above them rebuilt. */
+function replaceLayers(n: Node, replaced: Map<string, Descriptor>, name: string): Node {
+  const where = `${name} manifest ${n.blob.digest}`;
+  if (n.parsed.kind === 'image') {
+    const raw = JSON.parse(n.blob.bytes.toString('utf8')) as { layers: Descriptor[] };
+    let changed = false;
+    raw.layers = raw.layers.map((l) => {
+      const r = replaced.get(l.digest);
+      if (!r) return l;
+      changed = true;
+      return { ...l, mediaType: r.mediaType, digest: r.digest, size: r.size };
+    });
+    if (!changed) return n;
+    const bytes = Buffer.from(JSON.stringify(raw));
+    return { blob: { bytes, mediaType: n.blob.mediaType, digest: digestBytes(bytes) }, parsed: parseManifest(bytes, where, n.blob.mediaType), children: [] };
+  }
+  const children = n.children.map((c) => replaceLayers(c, replaced, name));
+  if (children.every((c, i) => c === n.children[i])) return n;
+  const map = new Map<string, Descriptor>();
+  n.children.forEach((old, i) => {
+    const c = children[i]!;
+    map.set(old.blob.digest, { mediaType: c.blob.mediaType, digest: c.blob.digest, size: c.blob.bytes.length });
+  });
+  const format = formatOfMediaType(n.blob.mediaType) ?? 'oci';
+  const bytes = convertIndex(JSON.parse(n.blob.bytes.toString('utf8')) as Record<string, unknown>, format, map, where);
+  return { blob: { bytes, mediaType: n.blob.mediaType, digest: digestBytes(bytes) }, parsed: parseManifest(bytes, where, n.blob.mediaType), children };
 }
 
 /** The format to convert to, when the destination cannot store some manifest of the graph as it is. */

@@ -157,3 +157,32 @@ test('a source that serves corrupt bytes fails the copy cleanly: no manifest at 
     await proxy.stop();
   }
 });
+
+test('--dest-compress-format zstd rewrites layers and manifest; the config (diffIDs) stays; back to gzip works', async () => {
+  const r = await copy(`docker://${a.host}/app:v1`, `docker://${b.host}/zstd/app:v1`, { compressFormat: 'zstd', removeSignatures: true });
+  assert.notEqual(r.digest, imageDigest);
+  const c = new RegistryClient({ host: b.host });
+  try {
+    const m = JSON.parse((await c.getManifest('zstd/app', 'v1')).bytes.toString('utf8')) as { config: { digest: string }; layers: { mediaType: string }[] };
+    assert.ok(m.layers.every((l) => l.mediaType === 'application/vnd.oci.image.layer.v1.tar+zstd'));
+    const ca = new RegistryClient({ host: a.host });
+    const orig = JSON.parse((await ca.getManifest('app', 'v1').finally(() => ca.close())).bytes.toString('utf8')) as { config: { digest: string } };
+    assert.equal(m.config.digest, orig.config.digest);
+  } finally {
+    await c.close();
+  }
+  // Every layer verifies on the way back (decompressed content = the config's diffIDs is checked by docker-archive).
+  await copy(`docker://${b.host}/zstd/app:v1`, `docker-archive:${path.join(tmp, 'zstd.tar')}`);
+  const back = await copy(`docker://${b.host}/zstd/app:v1`, `docker://${b.host}/gz/app:v1`, { compressFormat: 'gzip' });
+  assert.notEqual(back.digest, r.digest);
+});
+
+test('a signed image is refused before anything is pushed when recompression would change its digest', async () => {
+  await assert.rejects(copy(`docker://${a.host}/app:v1`, `docker://${b.host}/zsigned/app:v1`, { compressFormat: 'zstd' }), /would invalidate the signatures/);
+  const c = new RegistryClient({ host: b.host });
+  try {
+    assert.equal(await c.headManifest('zsigned/app', 'v1'), undefined);
+  } finally {
+    await c.close();
+  }
+});
