@@ -134,10 +134,17 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
     }
   };
   await refuseIfSigned(); // format conversion is known before any transfer
-  const ordered = [...blobs.values()].sort((a, b) => b.size - a.size);
-  await Promise.all(ordered.map((desc) => limit(() => (compressTo && needsRecompression(desc, compressTo) ? recompressOne(desc) : copyBlob(desc)))));
-  if (replaced.size) top = replaceLayers(top, replaced, src.name);
-  await refuseIfSigned(); // and recompression only after it
+  // Nothing to do: the destination already names this exact manifest (a registry stores a manifest only when all
+  // it references is there). Skips one HEAD per blob, which is most of a no-op copy's time.
+  const upToDate = !compressTo && dst.currentDigest !== undefined && (await dst.currentDigest()) === top.blob.digest;
+  if (!upToDate) {
+    const ordered = [...blobs.values()].sort((a, b) => b.size - a.size);
+    await Promise.all(ordered.map((desc) => limit(() => (compressTo && needsRecompression(desc, compressTo) ? recompressOne(desc) : copyBlob(desc)))));
+    if (replaced.size) top = replaceLayers(top, replaced, src.name);
+    await refuseIfSigned(); // and recompression only after it
+  } else {
+    stats.blobsSkipped = blobs.size;
+  }
 
   // Manifests bottom-up: children (in parallel) before their index.
   const putTree = async (n: Node, topLevel: boolean): Promise<void> => {
@@ -146,7 +153,8 @@ async function copyGraph(src: ImageSource, dst: ImageDestination, opts: CopyOpti
     if (!skipped) await dst.putManifest(n.blob, { topLevel });
     emit({ type: 'manifest', digest: n.blob.digest, mediaType: n.blob.mediaType, skipped });
   };
-  await putTree(top, true);
+  if (upToDate) emit({ type: 'manifest', digest: top.blob.digest, mediaType: top.blob.mediaType, skipped: true });
+  else await putTree(top, true);
 
   for (const tag of opts.additionalTags ?? []) {
     if (!dst.putTaggedManifest) throw new HoistError('NOT_SUPPORTED', `${dst.name}: --additional-tag needs a registry destination`, { exitCode: 2 });

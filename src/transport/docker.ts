@@ -135,6 +135,10 @@ export class DockerDestination extends DockerSide implements ImageDestination {
     return (await this.client.headManifest(this.repo, digest)) !== undefined;
   }
 
+  async currentDigest(): Promise<string | undefined> {
+    return (await this.client.headManifest(this.repo, this.reference))?.digest;
+  }
+
   async putManifest(m: ManifestBlob, opts: { topLevel: boolean }): Promise<void> {
     if (opts.topLevel && this.ref.digest && this.ref.digest !== m.digest) {
       throw new HoistError('DIGEST_MISMATCH', `${this.name}: the destination names digest ${this.ref.digest} but the image copied is ${m.digest}; drop the @digest or copy without changes`);

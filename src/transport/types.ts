@@ -68,6 +68,12 @@ export interface ImageDestination {
   hasManifest?(digest: string): Promise<boolean>;
 
   /**
+   * The digest the destination reference names right now, if it can tell cheaply. Only for destinations that store a
+   * manifest only once everything it references is present (registries): equal digests mean nothing to copy.
+   */
+  currentDigest?(): Promise<string | undefined>;
+
+  /**
    * Cross-repository mount (same registry): true when the blob is now in the destination without a transfer,
    * false when the registry declined (the engine then copies it).
    */

@@ -186,3 +186,17 @@ test('a signed image is refused before anything is pushed when recompression wou
     await c.close();
   }
 });
+
+test('a second copy with everything in place transfers and checks no blob', async () => {
+  await copy(`docker://${a.host}/app:v1`, `docker://${b.host}/again/app:v1`, { removeSignatures: true });
+  const proxy = await startFaultProxy(b.url);
+  try {
+    const r = await copy(`docker://${a.host}/app:v1`, `docker://${proxy.host}/again/app:v1`, { removeSignatures: true });
+    assert.equal(r.digest, imageDigest);
+    assert.equal(r.blobsCopied, 0);
+    assert.equal(proxy.count('HEAD', /\/blobs\//), 0);
+    assert.equal(proxy.count('PUT', /\/manifests\//), 0);
+  } finally {
+    await proxy.stop();
+  }
+});
