@@ -4,7 +4,7 @@
  * Everything above it speaks in API paths and expected statuses.
  */
 import { Readable } from 'node:stream';
-import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
+import { Agent, request as undiciRequest, type ResponseBody } from './undici.ts';
 import type { IncomingHttpHeaders } from 'node:http';
 import { HoistError } from '../errors.ts';
 import { Authenticator, type Credentials } from './auth.ts';
@@ -36,7 +36,7 @@ export interface HttpRequest {
 export interface HttpResponse {
   status: number;
   headers: IncomingHttpHeaders;
-  body: Dispatcher.ResponseData['body'];
+  body: ResponseBody;
   /** The URL that answered (after redirects): Locations resolve against it. */
   url: URL;
 }
