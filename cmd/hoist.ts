@@ -9,7 +9,8 @@ import module from 'node:module';
 module.enableCompileCache?.();
 
 const { Command, Option } = await import('commander');
-import { runAction } from './main.ts';
+import type { Command as Cmd } from 'commander';
+import { reportError, runAction } from './main.ts';
 
 const program = new Command();
 program
@@ -44,12 +45,22 @@ program
   .argument('<src>', 'source image reference')
   .argument('<dst>', 'destination image reference')
   .option('-a, --all', 'copy every platform of an index (the default; kept for skopeo compatibility)')
+  .addOption(new Option('--multi-arch <which>', 'from an index copy all platforms, or only this system\'s').choices(['all', 'system', 'index-only']).default('all'))
   .option('--platform <os/arch[/variant]>', 'copy only these platforms (repeatable)', collect, [])
   .option('-f, --format <oci|v2s2>', 'manifest format to write (default: keep it, or what the destination reads)')
   .option('--preserve-digests', 'fail rather than change any manifest digest')
+  .option('--remove-signatures', 'do not copy signatures')
+  .option('--additional-tag <tag>', 'also tag the copied image with this tag at the destination (repeatable)', collect, [])
+  .addOption(new Option('--dest-compress-format <format>', 'recompress layers with this format').choices(['gzip', 'zstd']))
+  .option('--dest-compress-level <n>', 'compression level for --dest-compress-format')
+  .option('--all-tags', 'copy every tag of a docker:// source repository to the destination repository')
+  .option('-j, --jobs <n>', 'blobs copied at once')
+  .option('--image-parallel-copies <n>', 'same as --jobs (skopeo\'s name)')
   .option('--digestfile <file>', 'write the digest of the copied manifest to this file')
   .option('-q, --quiet', 'print nothing on stderr')
-  .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'))
+  .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'));
+sideRegistryOptions(program.commands[program.commands.length - 1]!);
+overrideOptions(program.commands[program.commands.length - 1]!)
   .addHelpText('after', transportsHelp)
   .action(runAction('copy'));
 
@@ -60,9 +71,52 @@ program
   .option('--raw', 'print the raw manifest (or index) bytes')
   .option('--config', 'print the image config')
   .option('-n, --no-tags', 'do not list the repository\'s tags')
-  .option('--platform <os/arch[/variant]>', 'platform to pick from an index (default: this machine\'s)')
+  .addOption(new Option('--tags').hideHelp())
+  .option('--format <template>', 'print with a Go template, e.g. \'{{.Digest}}\'')
+  .option('--platform <os/arch[/variant]>', 'platform to pick from an index (default: this machine\'s)');
+registryOptions(program.commands[program.commands.length - 1]!);
+overrideOptions(program.commands[program.commands.length - 1]!)
   .addHelpText('after', transportsHelp)
   .action(runAction('inspect'));
+
+registryOptions(program
+  .command('list-tags')
+  .description('list the tags of a registry repository (skopeo list-tags JSON)')
+  .argument('<repo>', 'docker://HOST/REPO (no tag)'))
+  .action(runAction('list-tags'));
+
+registryOptions(program
+  .command('delete')
+  .description('delete an image\'s manifest from a registry (by tag or digest)')
+  .argument('<ref>', 'docker://HOST/REPO:TAG or @DIGEST'))
+  .action(runAction('delete'));
+
+program
+  .command('manifest-digest')
+  .description('print the digest of a manifest file')
+  .argument('<file>', 'manifest file')
+  .action(runAction('manifest-digest'));
+
+program
+  .command('login')
+  .description('log in to a registry: check the credentials, then save them to the auth file')
+  .argument('<host>', 'registry host, e.g. quay.io or 127.0.0.1:5000')
+  .option('-u, --username <user>', 'user name')
+  .option('-p, --password <pass>', 'password (prefer --password-stdin)')
+  .option('--password-stdin', 'read the password from stdin')
+  .option('--authfile <file>', 'auth file to write (default: $REGISTRY_AUTH_FILE, else ${XDG_RUNTIME_DIR}/containers/auth.json)')
+  .option('--tls-verify', 'verify TLS certificates (default true; --tls-verify=false for plain http)')
+  .addOption(new Option('--no-tls-verify').hideHelp())
+  .option('--cert-dir <dir>', 'certs.d-style directory with the registry\'s CA / client certificate')
+  .action(runAction('login'));
+
+program
+  .command('logout')
+  .description('forget a registry\'s saved credentials')
+  .argument('[host]', 'registry host')
+  .option('-a, --all', 'forget every registry\'s credentials in the auth file')
+  .option('--authfile <file>', 'auth file to edit')
+  .action(runAction('logout'));
 
 program
   .command('run')
@@ -98,8 +152,50 @@ program
   .description('delete blobs no image name reaches (safe while other hoist processes write)')
   .action(runAction('prune'));
 
-await program.parseAsync(process.argv);
+// skopeo users write Go-style booleans (--tls-verify=false), which commander cannot parse as they are.
+const { rewriteGoBoolFlags } = await import('./registry-flags.ts');
+let argv: string[] | undefined;
+try {
+  argv = rewriteGoBoolFlags(process.argv, new Set(['copy', 'inspect', 'list-tags', 'delete', 'login', 'logout']));
+} catch (e) {
+  process.exitCode = await reportError(e, process.argv.includes('--debug'));
+}
+if (argv) await program.parseAsync(argv);
 
 function collect(value: string, previous: string[]): string[] {
   return [...previous, value];
+}
+
+
+/** skopeo's flags for reaching a registry (inspect, list-tags, delete). */
+function registryOptions(c: Cmd): Cmd {
+  return c
+    .option('--creds <user[:pass]>', 'registry credentials')
+    .option('--authfile <file>', 'auth file (default: $REGISTRY_AUTH_FILE, containers auth.json, docker config.json)')
+    .option('--tls-verify', 'verify TLS certificates (default true; --tls-verify=false allows plain http)')
+    .addOption(new Option('--no-tls-verify').hideHelp())
+    .option('--cert-dir <dir>', 'certs.d-style directory: *.crt CAs, *.cert/*.key client pair')
+    .option('--retry-times <n>', 'retries of a failed request')
+    .option('--retry-delay <duration>', 'delay between retries (Go duration: 2s, 500ms)');
+}
+
+/** copy's: both sides, or each side on its own (the side-specific flag wins). */
+function sideRegistryOptions(c: Cmd): Cmd {
+  registryOptions(c);
+  for (const side of ['src', 'dest']) {
+    c.option(`--${side}-creds <user[:pass]>`, `credentials for the ${side === 'src' ? 'source' : 'destination'} registry`)
+      .option(`--${side}-authfile <file>`, `auth file for the ${side === 'src' ? 'source' : 'destination'}`)
+      .option(`--${side}-tls-verify`, `verify the ${side === 'src' ? 'source' : 'destination'}'s TLS (--${side}-tls-verify=false for plain http)`)
+      .addOption(new Option(`--no-${side}-tls-verify`).hideHelp())
+      .option(`--${side}-cert-dir <dir>`, `certs.d-style directory for the ${side === 'src' ? 'source' : 'destination'}`);
+  }
+  return c;
+}
+
+/** skopeo's global platform overrides, accepted on the commands that choose from an index. */
+function overrideOptions(c: Cmd): Cmd {
+  return c
+    .option('--override-os <os>', 'use this OS instead of the running one when choosing from an index')
+    .option('--override-arch <arch>', 'use this architecture instead of the running one')
+    .option('--override-variant <variant>', 'use this architecture variant');
 }

@@ -12,7 +12,7 @@ import type { Platform } from '../src/oci/types.ts';
  * boolean, so hoist.ts rewrites them before parsing: `=true` → `--flag`, `=false` → `--no-flag` (a hidden
  * negation) or nothing when the flag is off by default.
  */
-export const NEGATABLE_BOOL_FLAGS = ['tls-verify', 'src-tls-verify', 'dest-tls-verify', 'tags'];
+export const NEGATABLE_BOOL_FLAGS = ['tls-verify', 'src-tls-verify', 'dest-tls-verify'];
 export const PLAIN_BOOL_FLAGS = [
   'all', 'remove-signatures', 'preserve-digests', 'quiet', 'raw', 'config', 'no-tags', 'password-stdin', 'debug', 'all-tags',
 ];

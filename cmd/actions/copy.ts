@@ -1,40 +1,142 @@
 import { writeFile } from 'node:fs/promises';
 import type { GlobalOptions } from '../main.ts';
+import { HoistError } from '../../src/errors.ts';
 import { openDestination, openSource } from '../../src/transport/index.ts';
-import { parseImageReference } from '../../src/transport/reference.ts';
-import { parsePlatform } from '../../src/oci/platform.ts';
-import { copyImage } from '../../src/copy/engine.ts';
+import { parseImageReference, type ImageRef } from '../../src/transport/reference.ts';
+import { hostPlatform, parsePlatform } from '../../src/oci/platform.ts';
+import { parseDockerReference, formatReference, type DockerReference } from '../../src/oci/reference.ts';
+import type { Platform } from '../../src/oci/types.ts';
+import type { RegistryAccess } from '../../src/transport/types.ts';
+import { copyImage, type CopyOptions } from '../../src/copy/engine.ts';
 import { parseFormatFlag } from '../../src/copy/convert.ts';
 import { makeProgress } from '../progress.ts';
+import { copyRegistryAccess, overridePlatform, parseIntFlag, type CopyRegistryFlags, type OverrideFlags } from '../registry-flags.ts';
 
-interface CopyFlags {
+interface CopyFlags extends CopyRegistryFlags, OverrideFlags {
   all?: boolean;
+  multiArch?: string;
   platform: string[];
   digestfile?: string;
   quiet?: boolean;
   progress?: string;
   format?: string;
   preserveDigests?: boolean;
+  removeSignatures?: boolean;
+  additionalTag: string[];
+  destCompressFormat?: 'gzip' | 'zstd';
+  destCompressLevel?: string;
+  allTags?: boolean;
+  jobs?: string;
+  imageParallelCopies?: string;
 }
+
+/** Tags copied at once by --all-tags (each copy has its own blob parallelism). */
+const TAG_PARALLELISM = 3;
 
 export default async function copy(g: GlobalOptions, srcArg: string, dstArg: string, flags: CopyFlags): Promise<number> {
   const srcRef = parseImageReference(srcArg);
   const dstRef = parseImageReference(dstArg);
-  const platforms = flags.platform.map((p) => parsePlatform(p));
-  const src = await openSource(srcRef, { storeRoot: g.root });
+  const platforms = selectedPlatforms(flags);
+  const srcAccess = await copyRegistryAccess(flags, 'src');
+  const dstAccess = await copyRegistryAccess(flags, 'dest');
+  const options = copyOptions(flags, platforms);
+
+  if (flags.allTags) return copyAllTags(g, srcRef, dstRef, srcAccess, dstAccess, options, flags);
+
+  const progress = makeProgress(flags.progress, flags.quiet);
+  const src = await openSource(srcRef, { storeRoot: g.root, registry: srcAccess });
   try {
-    const dst = await openDestination(dstRef, { storeRoot: g.root, platform: platforms[0] });
-    const progress = makeProgress(flags.progress, flags.quiet);
-    const result = await copyImage(src, dst, {
-      platforms,
-      format: flags.format ? parseFormatFlag(flags.format) : undefined,
-      preserveDigests: flags.preserveDigests,
-      onEvent: progress?.onEvent,
-    });
+    const dst = await openDestination(dstRef, { storeRoot: g.root, platform: platforms[0], registry: dstAccess });
+    const result = await copyImage(src, dst, { ...options, onEvent: progress?.onEvent });
     progress?.done(result);
     if (flags.digestfile) await writeFile(flags.digestfile, result.digest);
     return 0;
   } finally {
     await src.close();
   }
+}
+
+/** --platform, else --override-*, else --multi-arch system → this machine; otherwise every platform (empty list). */
+function selectedPlatforms(flags: CopyFlags): Platform[] {
+  if (flags.multiArch === 'index-only') {
+    throw new HoistError('NOT_SUPPORTED', '--multi-arch index-only is not supported by hoist; use --multi-arch all (the default) or system', { exitCode: 2 });
+  }
+  if (flags.platform.length > 0) return flags.platform.map((p) => parsePlatform(p));
+  const override = overridePlatform(flags, hostPlatform());
+  if (override) return [override];
+  if (flags.multiArch === 'system') return [hostPlatform()];
+  return [];
+}
+
+function copyOptions(flags: CopyFlags, platforms: Platform[]): CopyOptions {
+  const opts: CopyOptions = { platforms };
+  if (flags.format) opts.format = parseFormatFlag(flags.format);
+  if (flags.preserveDigests) opts.preserveDigests = true;
+  if (flags.removeSignatures) opts.removeSignatures = true;
+  if (flags.additionalTag.length > 0) opts.additionalTags = flags.additionalTag;
+  if (flags.jobs !== undefined && flags.imageParallelCopies !== undefined && flags.jobs !== flags.imageParallelCopies) {
+    throw new HoistError('BAD_FLAG', `--jobs ${flags.jobs} and --image-parallel-copies ${flags.imageParallelCopies} disagree; they are the same setting, pass one`, { exitCode: 2 });
+  }
+  const jobs = flags.jobs ?? flags.imageParallelCopies;
+  if (jobs !== undefined) opts.jobs = parseIntFlag(flags.jobs !== undefined ? 'jobs' : 'image-parallel-copies', jobs, 1);
+  if (flags.destCompressFormat) opts.compressFormat = flags.destCompressFormat;
+  if (flags.destCompressLevel !== undefined) {
+    if (!flags.destCompressFormat) {
+      throw new HoistError('BAD_FLAG', '--dest-compress-level needs --dest-compress-format gzip|zstd', { exitCode: 2 });
+    }
+    opts.compressLevel = parseIntFlag('dest-compress-level', flags.destCompressLevel);
+    const max = flags.destCompressFormat === 'gzip' ? 9 : 22;
+    if (opts.compressLevel < 1 || opts.compressLevel > max) {
+      throw new HoistError('BAD_FLAG', `--dest-compress-level ${opts.compressLevel}: ${flags.destCompressFormat} levels are 1 to ${max}`, { exitCode: 2 });
+    }
+  }
+  return opts;
+}
+
+/** A docker:// reference that names a repository only (what --all-tags copies from and to). */
+function repositoryOnly(ref: ImageRef, arg: string, side: string): DockerReference {
+  if (ref.transport !== 'docker') {
+    throw new HoistError('BAD_FLAG', `--all-tags: the ${side} must be a docker:// repository, not ${arg}`, { exitCode: 2 });
+  }
+  const r = parseDockerReference(ref.ref);
+  if (r.tag !== undefined || r.digest !== undefined) {
+    throw new HoistError('BAD_FLAG', `--all-tags: the ${side} ${arg} names a tag or digest; give the repository alone (docker://${r.domain}/${r.path})`, { exitCode: 2 });
+  }
+  return r;
+}
+
+async function copyAllTags(
+  g: GlobalOptions, srcRef: ImageRef, dstRef: ImageRef, srcAccess: RegistryAccess, dstAccess: RegistryAccess,
+  options: CopyOptions, flags: CopyFlags,
+): Promise<number> {
+  const from = repositoryOnly(srcRef, formatArg(srcRef), 'source');
+  const to = repositoryOnly(dstRef, formatArg(dstRef), 'destination');
+  if (flags.digestfile || (options.additionalTags?.length ?? 0) > 0) {
+    throw new HoistError('BAD_FLAG', '--all-tags copies many images: --digestfile and --additional-tag do not apply; drop them', { exitCode: 2 });
+  }
+  const { default: pLimit } = await import('p-limit');
+  const listing = await openSource(`docker://${formatReference(from)}`, { registry: srcAccess });
+  const tags = await listing.listTags!();
+  await listing.close();
+  if (tags.length === 0) {
+    throw new HoistError('NOT_FOUND', `docker://${formatReference(from)}: the repository has no tags to copy`);
+  }
+  const quiet = flags.quiet || flags.progress === 'quiet';
+  const limit = pLimit(TAG_PARALLELISM);
+  await Promise.all(tags.map((tag) => limit(async () => {
+    const src = await openSource(`docker://${formatReference({ ...from, tag })}`, { storeRoot: g.root, registry: srcAccess });
+    try {
+      const dst = await openDestination(`docker://${formatReference({ ...to, tag })}`, { storeRoot: g.root, registry: dstAccess });
+      // Bars of several images at once would interleave: one line per tag instead.
+      const result = await copyImage(src, dst, options);
+      if (!quiet) process.stderr.write(`Copied tag ${tag}: ${result.digest}\n`);
+    } finally {
+      await src.close();
+    }
+  })));
+  return 0;
+}
+
+function formatArg(r: ImageRef): string {
+  return r.transport === 'docker' ? `docker://${r.ref}` : r.transport;
 }

@@ -7,9 +7,12 @@ import { parseConfig } from '../../src/oci/config.ts';
 import { bestPlatformMatch, formatPlatform, hostPlatform, parsePlatform } from '../../src/oci/platform.ts';
 import { inspectOutput, ociConfigView, goJson } from '../../src/inspect/skopeo-json.ts';
 import { readAll } from '../../src/util/stream.ts';
+import { renderTemplate } from '../../src/inspect/template.ts';
 import type { ImageManifest, ManifestBlob } from '../../src/oci/types.ts';
+import { overridePlatform, registryAccess, type OverrideFlags, type RegistryFlags } from '../registry-flags.ts';
 
-interface InspectFlags {
+interface InspectFlags extends RegistryFlags, OverrideFlags {
+  format?: string;
   raw?: boolean;
   config?: boolean;
   tags?: boolean;
@@ -18,14 +21,17 @@ interface InspectFlags {
 
 export default async function inspect(g: GlobalOptions, refArg: string, flags: InspectFlags): Promise<number> {
   const ref = parseImageReference(refArg);
-  const src = await openSource(ref, { storeRoot: g.root });
+  if (flags.format !== undefined && flags.raw) {
+    throw new HoistError('BAD_FLAG', '--format and --raw do not go together: --raw prints the bytes as they are', { exitCode: 2 });
+  }
+  const src = await openSource(ref, { storeRoot: g.root, registry: await registryAccess(flags) });
   try {
     const top = await src.getManifest();
     if (flags.raw && !flags.config) {
       process.stdout.write(top.bytes);
       return 0;
     }
-    const want = flags.platform ? parsePlatform(flags.platform) : hostPlatform();
+    const want = flags.platform ? parsePlatform(flags.platform) : (overridePlatform(flags, hostPlatform()) ?? hostPlatform());
     const image = await pickImage(src.name, top, want, (d) => src.getManifest(d));
     const manifest = image.manifest;
     const configBytes = await readAll(await src.getBlob(manifest.config));
@@ -35,7 +41,8 @@ export default async function inspect(g: GlobalOptions, refArg: string, flags: I
     }
     const config = parseConfig(configBytes, `${src.name} config ${manifest.config.digest}`);
     if (flags.config) {
-      process.stdout.write(goJson(ociConfigView(config)) + '\n');
+      const view = ociConfigView(config);
+      process.stdout.write(flags.format !== undefined ? formatted(flags.format, view) : goJson(view) + '\n');
       return 0;
     }
     const isRegistry = ref.transport === 'docker';
@@ -47,7 +54,7 @@ export default async function inspect(g: GlobalOptions, refArg: string, flags: I
       manifest,
       config,
     });
-    process.stdout.write(goJson(out) + '\n');
+    process.stdout.write(flags.format !== undefined ? formatted(flags.format, out) : goJson(out) + '\n');
     return 0;
   } finally {
     await src.close();
@@ -77,4 +84,10 @@ function repositoryName(name: string): string {
   const noDigest = at >= 0 ? s.slice(0, at) : s;
   const colon = noDigest.lastIndexOf(':');
   return colon > noDigest.lastIndexOf('/') ? noDigest.slice(0, colon) : noDigest;
+}
+
+/** skopeo ends a template's output with a newline unless the template already does. */
+function formatted(template: string, data: unknown): string {
+  const s = renderTemplate(template, data);
+  return s.endsWith('\n') ? s : `${s}\n`;
 }
