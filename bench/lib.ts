@@ -30,6 +30,17 @@ type CleanupFn = () => Promise<void> | void;
 const cleanups: CleanupFn[] = [];
 const running = new Set<ChildProcess>();
 let cleaning: Promise<void> | undefined;
+const inFlight = new Set<Promise<unknown>>();
+
+/**
+ * Marks work that may create something to clean up only once it finishes (a registry still starting): on Ctrl-C
+ * the process waits for it before exiting, and the work itself must check isAborted() and undo what it made.
+ */
+export function track<T>(p: Promise<T>): Promise<T> {
+  inFlight.add(p);
+  void p.then(() => inFlight.delete(p), () => inFlight.delete(p));
+  return p;
+}
 
 /** Registers work to undo; runs last-registered first. */
 export function onCleanup(fn: CleanupFn): void {
@@ -40,6 +51,17 @@ export function onCleanup(fn: CleanupFn): void {
 export function dropCleanup(fn: CleanupFn): void {
   const i = cleanups.lastIndexOf(fn);
   if (i >= 0) cleanups.splice(i, 1);
+}
+
+/** True once cleanup has begun (Ctrl-C or the end of main): nothing new may start after that. */
+export function isAborted(): boolean {
+  return cleaning !== undefined;
+}
+
+export class AbortedError extends Error {
+  constructor() {
+    super('interrupted');
+  }
 }
 
 export function runCleanups(): Promise<void> {
@@ -62,7 +84,9 @@ export function installSignalHandlers(): void {
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     process.once(sig, () => {
       process.stderr.write(`\n${sig}: cleaning up\n`);
-      void runCleanups().finally(() => process.exit(130));
+      void runCleanups()
+        .then(() => Promise.allSettled([...inFlight]))
+        .finally(() => process.exit(130));
     });
   }
 }
@@ -78,6 +102,7 @@ export async function tempDir(prefix: string): Promise<string> {
  * user waits for). A non-zero exit throws a ToolError carrying stderr.
  */
 export async function runTool(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv; rssFile: string }): Promise<ToolRun> {
+  if (isAborted()) throw new AbortedError();
   const start = performance.now();
   const child = spawn(GNU_TIME, ['-f', '%M', '-o', opts.rssFile, cmd, ...args], {
     env: opts.env ?? process.env,
@@ -93,6 +118,7 @@ export async function runTool(cmd: string, args: string[], opts: { env?: NodeJS.
     child.once('close', (c) => resolve(c));
   }).finally(() => running.delete(child));
   const seconds = (performance.now() - start) / 1000;
+  if (isAborted()) throw new AbortedError();
   if (code !== 0) {
     const msg = stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('Command exited with non-zero status')).join('\n');
     throw new ToolError(`${path.basename(cmd)} ${args.join(' ')} exited with ${code}: ${msg.trim() || '(no stderr)'}`, stderr);

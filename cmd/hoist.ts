@@ -1,13 +1,7 @@
-#!/usr/bin/env node
 /**
- * hoist CLI entry. Keep this file cheap: it only declares commands and flags; each action module is
+ * hoist CLI (run through the bin launcher cmd/hoist.mjs). Keep this file cheap: it only declares commands and flags; each action module is
  * imported when its command runs, so `hoist inspect` never loads the build or runtime code.
  */
-import module from 'node:module';
-
-// Cache compiled modules between runs (Node >= 22.1): startup is most of a short command's time.
-module.enableCompileCache?.();
-
 const { Command, Option } = await import('commander');
 import type { Command as Cmd } from 'commander';
 import { reportError, runAction } from './main.ts';

@@ -165,6 +165,10 @@ function pruneStopped(layout: OciLayout, d: Descriptor, e: unknown): HoistError 
 
 async function deleteUnreachable(layout: OciLayout, reachable: Set<string>, cutoff: number, only?: Set<string>): Promise<PruneResult> {
   const blobsDir = path.join(layout.dir, 'blobs');
+  // A blob at the cutoff counts as in use in a full prune. When a failed copy discards its own blobs, one written
+  // by it can share the cutoff's mtime (filesystem timestamps are coarse, ~4 ms on ext4), while any other writer's
+  // touch lands at its lease start + 1 ms, after the cutoff: there, only a later mtime means in use.
+  const inUse = (mtimeMs: number): boolean => (only ? mtimeMs > cutoff : mtimeMs >= cutoff);
   const deleted: string[] = [];
   let freedBytes = 0;
   for (const alg of await readdirIfAny(blobsDir)) {
@@ -176,7 +180,7 @@ async function deleteUnreachable(layout: OciLayout, reachable: Set<string>, cuto
       if (!isDigest(digest) || reachable.has(digest) || (only && !only.has(digest))) continue;
       const file = path.join(algDir, hex);
       const st = await stat(file).catch(() => undefined);
-      if (st === undefined || !st.isFile() || st.mtimeMs >= cutoff) continue;
+      if (st === undefined || !st.isFile() || inUse(st.mtimeMs)) continue;
 
       const quarantined = path.join(layout.tmpDir, `${QUARANTINE_PREFIX}${alg}-${hex}-${process.pid}`);
       try {
@@ -186,7 +190,7 @@ async function deleteUnreachable(layout: OciLayout, reachable: Set<string>, cuto
         throw e;
       }
       const again = await stat(quarantined);
-      if (again.mtimeMs >= cutoff) {
+      if (inUse(again.mtimeMs)) {
         // A writer touched it between our stat and our rename: it is in use. Put it back (a copy a writer may have
         // stored meanwhile has the same bytes, so replacing it is harmless).
         await rename(quarantined, file);

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const HOIST = fileURLToPath(new URL('../../cmd/hoist.ts', import.meta.url));
+export const HOIST = fileURLToPath(new URL('../../cmd/hoist.mjs', import.meta.url));
 
 export interface RunResult {
   code: number;
