@@ -32,7 +32,7 @@ import {
 
 const exec = promisify(execFile);
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HOIST_CLI = path.join(REPO_ROOT, 'cmd', 'hoist.ts');
+const HOIST_CLI = path.join(REPO_ROOT, 'cmd', 'hoist.mjs'); // the bin, as `npx hoist` runs it (minus npx's own start)
 const SKOPEO = '/usr/bin/skopeo';
 const SKOPEO_TLS = ['--src-tls-verify=false', '--dest-tls-verify=false'];
 const RSS_TARGET_MIB = 150;

@@ -16,12 +16,21 @@ import { RegistryHttpError } from './errors.ts';
 import { header, type HttpResponse, type RegistryHttp } from './http.ts';
 import { backoffDelay, isRetryableStatus, isTransientNetworkError } from './retry.ts';
 
-export const DEFAULT_CHUNK_SIZE = 16 * 1024 * 1024;
+/**
+ * A chunk is buffered so it can be re-sent after a cut; with several blobs in flight that is memory per blob, so
+ * chunks are modest, and blobs up to MONOLITHIC_MAX stream in one PUT (memory bound by stream backpressure, one
+ * round trip): the common case of a copy. Larger blobs go chunked, so a cut costs one chunk, not the whole blob.
+ */
+export const DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024;
+export const MONOLITHIC_MAX = 128 * 1024 * 1024;
 
 export interface UploadOptions {
-  /** Bytes per PATCH (raised to the registry's OCI-Chunk-Min-Length). Default 16 MiB. */
+  /** Bytes per PATCH (raised to the registry's OCI-Chunk-Min-Length). Default 8 MiB. */
   chunkSize?: number;
-  /** Force chunked (true) or monolithic (false). Default: chunked when the blob is larger than one chunk. */
+  /**
+   * Force chunked (true) or monolithic (false). Default: chunked when the size is unknown, above an explicit
+   * chunkSize, or above MONOLITHIC_MAX.
+   */
   chunked?: boolean;
 }
 
@@ -89,7 +98,9 @@ export async function uploadBlob(http: RegistryHttp, repo: string, what: string,
   const ctx: Ctx = { http, repo, what, scopes: [repositoryScope(repo, ['pull', 'push'])] };
   const { session, minChunk } = await openSession(ctx);
   const chunkSize = Math.max(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, minChunk, 1);
-  const chunked = opts.chunked ?? (desc.size < 0 || desc.size > chunkSize);
+  // An explicit chunk size asks for chunks above it; otherwise only very large blobs are chunked.
+  const threshold = opts.chunkSize !== undefined ? chunkSize : Math.max(MONOLITHIC_MAX, chunkSize);
+  const chunked = opts.chunked ?? (desc.size < 0 || desc.size > threshold);
   try {
     if (chunked) await chunkedUpload(ctx, session, desc, stream, chunkSize);
     else await monolithicUpload(ctx, session.loc, desc, stream);

@@ -77,7 +77,7 @@ describe('blobs', { timeout: 30_000 }, () => {
     assert.equal(got.digest, big.desc.digest);
   });
 
-  test('a blob larger than the chunk size goes chunked by default', async () => {
+  test('a blob larger than an explicit chunk size goes chunked by default', async () => {
     const small = await randomBlobFile(tmp, 'medium', 300_000);
     await viaProxy.putBlob('blobs/auto', small.desc, fileStream(small), { chunkSize: 128 * 1024 });
     assert.equal(proxy.count('PATCH', '/v2/blobs/auto/'), 3);
