@@ -32,6 +32,11 @@ export interface UploadOptions {
    * chunkSize, or above MONOLITHIC_MAX.
    */
   chunked?: boolean;
+  /**
+   * The stream verifies itself (every ImageSource.getBlob stream does, by contract) and the registry checks
+   * `?digest=` on the final PUT: skip hashing the bytes a second time here (a monolithic upload's main CPU cost).
+   */
+  preverified?: boolean;
 }
 
 interface Ctx {
@@ -39,6 +44,7 @@ interface Ctx {
   repo: string;
   what: string;
   scopes: string[];
+  preverified: boolean;
 }
 
 function location(res: HttpResponse, ctx: Ctx): URL {
@@ -95,7 +101,7 @@ async function openSession(ctx: Ctx): Promise<{ session: Session; minChunk: numb
 
 export async function uploadBlob(http: RegistryHttp, repo: string, what: string, desc: Descriptor, stream: Readable, opts: UploadOptions = {}): Promise<void> {
   parseDigest(desc.digest, `${what}: digest`);
-  const ctx: Ctx = { http, repo, what, scopes: [repositoryScope(repo, ['pull', 'push'])] };
+  const ctx: Ctx = { http, repo, what, scopes: [repositoryScope(repo, ['pull', 'push'])], preverified: opts.preverified === true };
   const { session, minChunk } = await openSession(ctx);
   const chunkSize = Math.max(opts.chunkSize ?? DEFAULT_CHUNK_SIZE, minChunk, 1);
   // An explicit chunk size asks for chunks above it; otherwise only very large blobs are chunked.
@@ -112,12 +118,17 @@ export async function uploadBlob(http: RegistryHttp, repo: string, what: string,
 }
 
 async function monolithicUpload(ctx: Ctx, loc: URL, desc: Descriptor, stream: Readable): Promise<void> {
-  const verify = verifyStream(desc.digest, desc.size >= 0 ? desc.size : undefined, ctx.what);
   let verifyError: unknown;
-  verify.on('error', (e) => {
-    verifyError ??= e;
-  });
-  pipeline(stream, verify, () => {});
+  let verify: Readable;
+  if (ctx.preverified) {
+    verify = stream;
+    stream.on('error', (e) => { verifyError ??= e; });
+  } else {
+    const v = verifyStream(desc.digest, desc.size >= 0 ? desc.size : undefined, ctx.what);
+    v.on('error', (e) => { verifyError ??= e; });
+    pipeline(stream, v, () => {});
+    verify = v;
+  }
   const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
   if (desc.size >= 0) headers['content-length'] = String(desc.size);
   try {

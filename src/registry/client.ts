@@ -248,7 +248,7 @@ export class RegistryClient {
     const what = this.#what(repo, desc.digest);
     this.#repo(fromRepo);
     parseDigest(desc.digest, `${what}: digest`);
-    const ctx = { http: this.#http, repo, what, scopes: [repositoryScope(repo, ['pull', 'push']), repositoryScope(fromRepo, ['pull'])] };
+    const ctx = { http: this.#http, repo, what, scopes: [repositoryScope(repo, ['pull', 'push']), repositoryScope(fromRepo, ['pull'])], preverified: false };
     const res = await startUpload(ctx, `?mount=${encodeURIComponent(desc.digest)}&from=${encodeURIComponent(fromRepo)}`);
     await res.body.dump();
     if (res.status === 201) return true;
