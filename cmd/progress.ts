@@ -33,6 +33,7 @@ export function plainProgress(out: NodeJS.WritableStream): Progress {
         case 'blob-mount': out.write(`Mounted blob ${short(e.digest)} from ${e.from}\n`); break;
         case 'blob-start': out.write(`Copying blob ${short(e.digest)} (${formatBytes(e.size)})\n`); break;
         case 'blob-done': out.write(`Copied blob ${short(e.digest)}\n`); break;
+        case 'blob-retry': out.write(`Upload of blob ${short(e.digest)} was interrupted; sending it again (attempt ${e.attempt + 1})\n`); break;
         case 'manifest': out.write(`${e.skipped ? 'Manifest present' : 'Writing manifest'} ${short(e.digest)}\n`); break;
         default: break;
       }

@@ -25,6 +25,7 @@ export type CopyEvent =
   | { type: 'blob-start'; digest: string; size: number }
   | { type: 'blob-progress'; digest: string; size: number; bytes: number }
   | { type: 'blob-done'; digest: string; size: number }
+  | { type: 'blob-retry'; digest: string; size: number; attempt: number }
   | { type: 'manifest'; digest: string; mediaType: string; skipped: boolean }
   | { type: 'signature'; digest: string; kind: 'tag' | 'referrer' };
 
@@ -57,6 +58,8 @@ export interface CopyResult {
 }
 
 export const DEFAULT_JOBS = 6;
+/** Times a blob is sent when its upload is cut (each time read again from the source). */
+const UPLOAD_ATTEMPTS = 3;
 
 interface Node {
   blob: ManifestBlob;
@@ -195,18 +198,7 @@ function blobCopier(
   stats: { blobsCopied: number; blobsSkipped: number; bytesCopied: number },
 ): (desc: Descriptor, open?: () => Readable) => Promise<void> {
   const seen = new Map<string, Promise<void>>();
-  const copyOne = async (desc: Descriptor, open?: () => Readable): Promise<void> => {
-    if (await dst.hasBlob(desc)) {
-      stats.blobsSkipped++;
-      emit({ type: 'blob-skip', digest: desc.digest, size: desc.size });
-      return;
-    }
-    if (!open && src.mountFrom && dst.mountBlob && await dst.mountBlob(desc, src.mountFrom)) {
-      stats.blobsSkipped++;
-      emit({ type: 'blob-mount', digest: desc.digest, size: desc.size, from: src.mountFrom.repository });
-      return;
-    }
-    emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
+  const transferOnce = async (desc: Descriptor, open?: () => Readable): Promise<void> => {
     const source = open ? open() : await src.getBlob(desc);
     // Count bytes in a pass-through: a 'data' listener on the source would start it flowing before the
     // destination is ready to read, and bytes would be lost.
@@ -229,6 +221,30 @@ function blobCopier(
       destroyQuietly(source);
       destroyQuietly(counted);
       throw e;
+    }
+  };
+  const copyOne = async (desc: Descriptor, open?: () => Readable): Promise<void> => {
+    if (await dst.hasBlob(desc)) {
+      stats.blobsSkipped++;
+      emit({ type: 'blob-skip', digest: desc.digest, size: desc.size });
+      return;
+    }
+    if (!open && src.mountFrom && dst.mountBlob && await dst.mountBlob(desc, src.mountFrom)) {
+      stats.blobsSkipped++;
+      emit({ type: 'blob-mount', digest: desc.digest, size: desc.size, from: src.mountFrom.repository });
+      return;
+    }
+    emit({ type: 'blob-start', digest: desc.digest, size: desc.size });
+    // An interrupted upload cannot resume mid-stream (the bytes are gone), but the source can be read again:
+    // re-fetch and re-send, a few times, before giving up.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await transferOnce(desc, open);
+        break;
+      } catch (e) {
+        if (attempt >= UPLOAD_ATTEMPTS || !(e instanceof HoistError) || e.code !== 'UPLOAD_FAILED') throw e;
+        emit({ type: 'blob-retry', digest: desc.digest, size: desc.size, attempt });
+      }
     }
     stats.blobsCopied++;
     stats.bytesCopied += desc.size;

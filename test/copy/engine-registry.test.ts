@@ -25,6 +25,7 @@ let tmp: string;
 let a: TestRegistry;
 let b: TestRegistry;
 let imageDigest: string;
+let bigLayer: string;
 const FAST = { retryTimes: 3, retryDelayMs: 20 };
 
 before(async () => {
@@ -35,6 +36,7 @@ before(async () => {
     ref: 'v1',
   });
   imageDigest = img.manifest.digest;
+  bigLayer = img.layers[0]!.digest;
   await copy(`oci:${path.join(tmp, 'src')}:v1`, `docker://${a.host}/app:v1`);
 });
 
@@ -196,6 +198,26 @@ test('a second copy with everything in place transfers and checks no blob', asyn
     assert.equal(r.blobsCopied, 0);
     assert.equal(proxy.count('HEAD', /\/blobs\//), 0);
     assert.equal(proxy.count('PUT', /\/manifests\//), 0);
+  } finally {
+    await proxy.stop();
+  }
+});
+
+test('an upload cut mid-way is sent again from the source, and the copy completes with the same digest', async () => {
+  const proxy = await startFaultProxy(b.url);
+  try {
+    // Twice: the re-sent upload is cut too, the third attempt goes through.
+    proxy.addRule({ method: 'PUT', path: encodeURIComponent(bigLayer), times: 2, action: { kind: 'cut-request', afterBytes: 512 * 1024 } });
+    const events: CopyEvent[] = [];
+    const r = await copy(`docker://${a.host}/app:v1`, `docker://${proxy.host}/recut/app:v1`, { removeSignatures: true, onEvent: (e) => events.push(e) });
+    assert.equal(r.digest, imageDigest);
+    assert.equal(events.filter((e) => e.type === 'blob-retry').length, 2, 'the big layer was sent three times');
+    const c = new RegistryClient({ host: b.host });
+    try {
+      assert.equal((await c.getManifest('recut/app', 'v1')).digest, imageDigest);
+    } finally {
+      await c.close();
+    }
   } finally {
     await proxy.stop();
   }
