@@ -151,6 +151,22 @@ export class RegistryHttp {
           return { retry: isTransientNetworkError(e) };
         },
       );
+    // On loopback, ask plain http first: nothing leaves the machine, and it skips setting up TLS (~17 ms of CPU,
+    // a third of a whole `skopeo inspect`) for the common local test registry. A TLS server answers plain http
+    // with 400 ("Client sent an HTTP request to an HTTPS server") or drops it: then use https as usual.
+    if (isLoopbackHost(this.#api)) {
+      const http = `http://${this.#api}`;
+      try {
+        const res = await this.#raw(new URL('/v2/', http), 'GET', {}, undefined);
+        const body = await readBody(res.body, 64 * 1024, () => new Error('large'));
+        if (res.status !== 400 || !/https/i.test(body.toString('utf8'))) {
+          this.auth.learn(res.headers['www-authenticate']);
+          if (!isRetryableStatus(res.status)) return http;
+        }
+      } catch {
+        // Not plain http (or not up yet): fall through to the usual https-first probe with its retries.
+      }
+    }
     try {
       await tryOrigin(https);
       return https;
