@@ -345,14 +345,19 @@ function replaceLayers(n: Node, replaced: Map<string, Descriptor>, name: string)
   }
   const children = n.children.map((c) => replaceLayers(c, replaced, name));
   if (children.every((c, i) => c === n.children[i])) return n;
+  return indexOver(n, children, formatOfMediaType(n.blob.mediaType) ?? 'oci', where);
+}
+
+/** Index `n` rewritten in `format` to list `children` (new versions of its children, in the same order). */
+function indexOver(n: Node, children: Node[], format: ManifestFormat, where: string): Node {
   const map = new Map<string, Descriptor>();
   n.children.forEach((old, i) => {
     const c = children[i]!;
     map.set(old.blob.digest, { mediaType: c.blob.mediaType, digest: c.blob.digest, size: c.blob.bytes.length });
   });
-  const format = formatOfMediaType(n.blob.mediaType) ?? 'oci';
   const bytes = convertIndex(JSON.parse(n.blob.bytes.toString('utf8')) as Record<string, unknown>, format, map, where);
-  return { blob: { bytes, mediaType: n.blob.mediaType, digest: digestBytes(bytes) }, parsed: parseManifest(bytes, where, n.blob.mediaType), children };
+  const mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType: string }).mediaType;
+  return { blob: { bytes, mediaType, digest: digestBytes(bytes) }, parsed: parseManifest(bytes, where, mediaType), children };
 }
 
 /** The format to convert to, when the destination cannot store some manifest of the graph as it is. */
@@ -367,19 +372,9 @@ function convertNode(n: Node, to: ManifestFormat, name: string): Node {
   const where = `${name} manifest ${n.blob.digest}`;
   const children = n.children.map((c) => convertNode(c, to, name));
   if (formatOfMediaType(n.blob.mediaType) === to && children.every((c, i) => c === n.children[i])) return n;
-  const raw = JSON.parse(n.blob.bytes.toString('utf8')) as Record<string, unknown>;
-  let bytes: Buffer;
-  if (n.parsed.kind === 'image') {
-    bytes = convertImageManifest(raw, to, where);
-  } else {
-    const map = new Map<string, Descriptor>();
-    n.children.forEach((old, i) => {
-      const c = children[i]!;
-      map.set(old.blob.digest, { mediaType: c.blob.mediaType, digest: c.blob.digest, size: c.blob.bytes.length });
-    });
-    bytes = convertIndex(raw, to, map, where);
-  }
-  const mediaType = JSON.parse(bytes.toString('utf8')).mediaType as string;
+  if (n.parsed.kind === 'index') return indexOver(n, children, to, where);
+  const bytes = convertImageManifest(JSON.parse(n.blob.bytes.toString('utf8')) as Record<string, unknown>, to, where);
+  const mediaType = (JSON.parse(bytes.toString('utf8')) as { mediaType: string }).mediaType;
   const blob: ManifestBlob = { bytes, mediaType, digest: digestBytes(bytes) };
   return { blob, parsed: parseManifest(bytes, where, mediaType), children };
 }
