@@ -5,7 +5,8 @@ import { parseImageReference } from '../../src/transport/reference.ts';
 import { parseManifest } from '../../src/oci/manifest.ts';
 import { parseConfig } from '../../src/oci/config.ts';
 import { bestPlatformMatch, formatPlatform, hostPlatform, parsePlatform } from '../../src/oci/platform.ts';
-import { inspectOutput, ociConfigView, goJson } from '../../src/inspect/skopeo-json.ts';
+import { inspectOutput, ociConfigView } from '../../src/inspect/skopeo-json.ts';
+import { goJson } from '../../src/util/go-json.ts';
 import { readAll } from '../../src/util/stream.ts';
 import { renderTemplate } from '../../src/inspect/template.ts';
 import type { ImageManifest, ManifestBlob } from '../../src/oci/types.ts';
@@ -42,7 +43,7 @@ export default async function inspect(g: GlobalOptions, refArg: string, flags: I
     const config = parseConfig(configBytes, `${src.name} config ${manifest.config.digest}`);
     if (flags.config) {
       const view = ociConfigView(config);
-      process.stdout.write(flags.format !== undefined ? formatted(flags.format, view) : goJson(view) + '\n');
+      process.stdout.write(flags.format !== undefined ? formatted(flags.format, view) : goJson(view, 4) + '\n');
       return 0;
     }
     const isRegistry = ref.transport === 'docker';
@@ -54,7 +55,7 @@ export default async function inspect(g: GlobalOptions, refArg: string, flags: I
       manifest,
       config,
     });
-    process.stdout.write(flags.format !== undefined ? formatted(flags.format, out) : goJson(out) + '\n');
+    process.stdout.write(flags.format !== undefined ? formatted(flags.format, out) : goJson(out, 4) + '\n');
     return 0;
   } finally {
     await src.close();

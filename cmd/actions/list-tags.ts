@@ -2,7 +2,7 @@ import type { GlobalOptions } from '../main.ts';
 import { HoistError } from '../../src/errors.ts';
 import { openSource } from '../../src/transport/index.ts';
 import { repository } from '../../src/oci/reference.ts';
-import { goJson } from '../../src/inspect/skopeo-json.ts';
+import { goJson } from '../../src/util/go-json.ts';
 import { registryAccess, type RegistryFlags } from '../registry-flags.ts';
 import { dockerArgument } from './registry-ref.ts';
 
@@ -15,7 +15,7 @@ export default async function listTags(_g: GlobalOptions, repoArg: string, flags
   const src = await openSource(`docker://${repository(ref)}`, { registry: await registryAccess(flags) });
   try {
     const tags = await src.listTags!();
-    process.stdout.write(`${goJson({ Repository: repository(ref), Tags: tags })}\n`);
+    process.stdout.write(`${goJson({ Repository: repository(ref), Tags: tags }, 4)}\n`);
     return 0;
   } finally {
     await src.close();

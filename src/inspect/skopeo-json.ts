@@ -115,13 +115,3 @@ function setList(o: Record<string, unknown>, k: string, v: unknown[] | undefined
 function setMap(o: Record<string, unknown>, k: string, v: object | undefined): void {
   if (v !== undefined && Object.keys(v).length > 0) o[k] = v;
 }
-
-/** JSON as Go's json.MarshalIndent(v, "", "    ") writes it: HTML-safe escapes included. */
-export function goJson(v: unknown): string {
-  return JSON.stringify(v, null, 4)
-    .replace(/</g, '\\u003c')
-    .replace(/>/g, '\\u003e')
-    .replace(/&/g, '\\u0026')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
-}

@@ -12,7 +12,8 @@ import { repositoryScope, type Credentials } from './auth.ts';
 import { openBlob } from './blob-download.ts';
 import { startUpload, uploadBlob, type UploadOptions } from './blob-upload.ts';
 import { RegistryHttpError } from './errors.ts';
-import { header, readBody, RegistryHttp } from './http.ts';
+import { header, RegistryHttp } from './http.ts';
+import { readAll } from '../util/stream.ts';
 import { DEFAULT_RETRY } from './retry.ts';
 
 export interface RegistryOptions {
@@ -78,7 +79,7 @@ export class RegistryClient {
       res.body.destroy();
       throw tooLarge(declared);
     }
-    const bytes = await readBody(res.body, MAX_MANIFEST_BYTES, () => tooLarge(`over ${MAX_MANIFEST_BYTES}`));
+    const bytes = await readAll(res.body, MAX_MANIFEST_BYTES, () => tooLarge(`over ${MAX_MANIFEST_BYTES}`));
     const mediaType = manifestMediaType(header(res.headers, 'content-type'), bytes, what);
     const served = header(res.headers, 'docker-content-digest');
     let digest: string;
@@ -172,7 +173,7 @@ export class RegistryClient {
     while (path !== undefined && !seen.has(path) && seen.size < 10_000) {
       seen.add(path);
       const res = await this.#http.request({ method: 'GET', path, scopes: [repositoryScope(repo, ['pull'])], expect: [200], what, action: 'listing tags' });
-      const body = await readBody(res.body, 16 * 1024 * 1024, () => new HoistError('REGISTRY_ERROR', `${what}: tag list page over 16 MiB`));
+      const body = await readAll(res.body, 16 * 1024 * 1024, () => new HoistError('REGISTRY_ERROR', `${what}: tag list page over 16 MiB`));
       const page = parseJson<{ tags?: unknown }>(body, what, 'tag list');
       if (Array.isArray(page.tags)) for (const t of page.tags) if (typeof t === 'string') tags.push(t);
       const next = nextLink(res.headers.link);
@@ -199,7 +200,7 @@ export class RegistryClient {
     });
     let manifests: Descriptor[] | undefined;
     if (res.status === 200 && stripParams(header(res.headers, 'content-type')) === OCI_INDEX) {
-      const body = await readBody(res.body, MAX_MANIFEST_BYTES, () => new HoistError('MANIFEST_TOO_LARGE', `${what}: referrers index over ${MAX_MANIFEST_BYTES} bytes`));
+      const body = await readAll(res.body, MAX_MANIFEST_BYTES, () => new HoistError('MANIFEST_TOO_LARGE', `${what}: referrers index over ${MAX_MANIFEST_BYTES} bytes`));
       manifests = indexManifests(body, what);
     } else {
       await res.body.dump();

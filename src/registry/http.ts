@@ -7,6 +7,7 @@ import { Readable } from 'node:stream';
 import { Agent, request as undiciRequest, type ResponseBody } from './undici.ts';
 import type { IncomingHttpHeaders } from 'node:http';
 import { HoistError } from '../errors.ts';
+import { readAll } from '../util/stream.ts';
 import { Authenticator, type Credentials } from './auth.ts';
 import { httpError, isNotTlsError, networkError } from './errors.ts';
 import { apiHost, isLoopbackHost, urlHost } from './host.ts';
@@ -57,22 +58,6 @@ const ERROR_BODY_LIMIT = 64 * 1024;
 export function header(h: IncomingHttpHeaders, name: string): string | undefined {
   const v = h[name.toLowerCase()];
   return Array.isArray(v) ? v[0] : v;
-}
-
-/** Reads a body whole, failing once it passes `limit` bytes (the rest is not read). */
-export async function readBody(body: Readable, limit: number, onTooLarge: () => Error): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let n = 0;
-  for await (const chunk of body) {
-    const b = chunk as Buffer;
-    n += b.length;
-    if (n > limit) {
-      body.destroy();
-      throw onTooLarge();
-    }
-    parts.push(b);
-  }
-  return Buffer.concat(parts, n);
 }
 
 /** A 5xx/429 answer while retries remain: carried through withRetry, turned into a HoistError if they run out. */
@@ -158,7 +143,7 @@ export class RegistryHttp {
       const http = `http://${this.#api}`;
       try {
         const res = await this.#raw(new URL('/v2/', http), 'GET', {}, undefined);
-        const body = await readBody(res.body, 64 * 1024, () => new Error('large'));
+        const body = await readAll(res.body, 64 * 1024, () => new Error('large'));
         if (res.status !== 400 || !/https/i.test(body.toString('utf8'))) {
           this.auth.learn(res.headers['www-authenticate']);
           if (!isRetryableStatus(res.status)) return http;
@@ -213,7 +198,7 @@ export class RegistryHttp {
         this.#opts.retry,
         async () => {
           const res = await this.#raw(new URL(url), init.method, init.headers, init.body);
-          const body = await readBody(res.body, 1024 * 1024, () => new HoistError('AUTH_SERVER', `${what}: token response over 1 MiB`));
+          const body = await readAll(res.body, 1024 * 1024, () => new HoistError('AUTH_SERVER', `${what}: token response over 1 MiB`));
           if (isRetryableStatus(res.status)) throw new TransientStatus(res.status, parseRetryAfter(header(res.headers, 'retry-after')), body);
           return { status: res.status, body };
         },
@@ -286,7 +271,7 @@ export class RegistryHttp {
               throw httpError({ host: this.host, what: req.what, action: req.action, status: 401, body: Buffer.alloc(0), authenticated: this.auth.hasCredentials });
             }
             if (req.expect.includes(res.status)) return res;
-            const errBody = await readBody(res.body, ERROR_BODY_LIMIT, () => new Error('error body too large')).catch(() => Buffer.alloc(0));
+            const errBody = await readAll(res.body, ERROR_BODY_LIMIT, () => new Error('error body too large')).catch(() => Buffer.alloc(0));
             if (isRetryableStatus(res.status)) throw new TransientStatus(res.status, parseRetryAfter(header(res.headers, 'retry-after')), errBody);
             throw httpError({ host: this.host, what: req.what, action: req.action, status: res.status, body: errBody, authenticated: this.auth.hasCredentials });
           }

@@ -29,6 +29,7 @@ import { legacyLayers } from './docker-legacy.ts';
 import { normalizeTarPath, TarIndex } from './tar-index.ts';
 import { checkArchiveTarget, writeTarAtomically, type TarWriteEntry } from './tar-write.ts';
 import type { DestinationCapabilities, ImageDestination, ImageSource } from './types.ts';
+import { goJson } from '../util/go-json.ts';
 
 /** One image in manifest.json. */
 interface ManifestItem {
@@ -341,13 +342,13 @@ class DockerArchiveDestination implements ImageDestination {
     const repoTags: string[] = [];
     for (const t of this.#tags) if (!repoTags.includes(tagString(t))) repoTags.push(tagString(t));
     const manifestJson = [{ Config: configName, RepoTags: repoTags, Layers: diffIds.map((d) => `${hex(d)}.tar`) }];
-    entries.push({ header: file('manifest.json'), data: Buffer.from(goJsonCompact(manifestJson)) });
+    entries.push({ header: file('manifest.json'), data: Buffer.from(goJson(manifestJson)) });
     const repositories: Record<string, Record<string, string>> = {};
     const top = legacy[legacy.length - 1];
     if (top !== undefined) {
       for (const t of this.#tags) (repositories[repository(t)] ??= {})[t.tag] = top.id;
     }
-    entries.push({ header: file('repositories'), data: Buffer.from(goJsonCompact(sortKeys(repositories))) });
+    entries.push({ header: file('repositories'), data: Buffer.from(goJson(sortKeys(repositories))) });
 
     await writeTarAtomically(this.#file, entries);
     await rm(this.#stage, { recursive: true, force: true });
@@ -356,16 +357,6 @@ class DockerArchiveDestination implements ImageDestination {
   async abort(): Promise<void> {
     await rm(this.#stage, { recursive: true, force: true });
   }
-}
-
-/** Go's json.Marshal output for plain data: compact, with HTML-safe escapes. */
-function goJsonCompact(v: unknown): string {
-  return JSON.stringify(v)
-    .replace(/</g, '\\u003c')
-    .replace(/>/g, '\\u003e')
-    .replace(/&/g, '\\u0026')
-    .replace(/\u2028/g, '\\u2028')
-    .replace(/\u2029/g, '\\u2029');
 }
 
 /** Go marshals maps with sorted keys. */

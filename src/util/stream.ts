@@ -1,8 +1,15 @@
 /** Small stream helpers shared by transports and commands. */
 import type { Readable } from 'node:stream';
 
-/** Reads a whole (small) stream into memory: manifests and configs only, never layers. */
-export async function readAll(stream: Readable, limit = 16 * 1024 * 1024): Promise<Buffer> {
+/**
+ * Reads a whole (small) stream into memory: manifests, configs, HTTP bodies, never layers. Past `limit` bytes it
+ * stops reading and throws `onTooLarge()`'s error.
+ */
+export async function readAll(
+  stream: Readable,
+  limit = 16 * 1024 * 1024,
+  onTooLarge: () => Error = () => new Error(`stream larger than ${limit} bytes`),
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let n = 0;
   for await (const chunk of stream) {
@@ -10,9 +17,9 @@ export async function readAll(stream: Readable, limit = 16 * 1024 * 1024): Promi
     n += b.length;
     if (n > limit) {
       stream.destroy();
-      throw new Error(`stream larger than ${limit} bytes`);
+      throw onTooLarge();
     }
     chunks.push(b);
   }
-  return Buffer.concat(chunks);
+  return Buffer.concat(chunks, n);
 }
