@@ -222,6 +222,9 @@ function blobCopier(
       destroyQuietly(counted);
       throw e;
     }
+    // A destination may return without reading (another copy in this process just stored the blob): close the
+    // source, or its connection stays busy and the client pool never closes.
+    if (!source.readableEnded) destroyQuietly(source);
   };
   const copyOne = async (desc: Descriptor, open?: () => Readable): Promise<void> => {
     if (await dst.hasBlob(desc)) {

@@ -17,6 +17,14 @@ import type { DestinationCapabilities, ImageDestination, ImageSource, RegistryAc
 
 const clients = new Map<string, Promise<RegistryClient>>();
 
+/**
+ * Uploads started by this process (in flight or done), by registry, repository and digest. Copies that run side by side (--all-tags,
+ * platforms) share blobs; uploading one twice into the same repository at once is wasted bytes, and distribution 2.8
+ * rewrites the repository's blob link non-atomically meanwhile, so a manifest PUT can then fail with DIGEST_INVALID.
+ * A later copy waits for (or reuses) the first upload instead.
+ */
+const uploads = new Map<string, Promise<void>>();
+
 /** One client per registry host and access options (tokens and keep-alive connections are shared). */
 export function registryClient(host: string, access: RegistryAccess = {}, repo?: string): Promise<RegistryClient> {
   const key = JSON.stringify([normalizeRegistryHost(host), access]);
@@ -113,13 +121,34 @@ export class DockerSource extends DockerSide implements ImageSource {
 export class DockerDestination extends DockerSide implements ImageDestination {
   readonly capabilities: DestinationCapabilities = { indexes: true, wantsUncompressedLayers: false };
 
-  hasBlob(desc: Descriptor): Promise<boolean> {
+  #uploadKey(digest: string): string {
+    return `${normalizeRegistryHost(this.ref.domain)}/${this.repo}@${digest}`;
+  }
+
+  async hasBlob(desc: Descriptor): Promise<boolean> {
+    const pending = uploads.get(this.#uploadKey(desc.digest));
+    if (pending && (await pending.then(() => true, () => false))) return true;
     return this.client.hasBlob(this.repo, desc);
   }
 
-  putBlob(desc: Descriptor, stream: Readable): Promise<void> {
+  async putBlob(desc: Descriptor, stream: Readable): Promise<void> {
+    const key = this.#uploadKey(desc.digest);
+    const pending = uploads.get(key);
+    if (pending && (await pending.then(() => true, () => false))) {
+      stream.on('error', () => {});
+      stream.destroy();
+      return;
+    }
     // Streams handed to a destination are verified by their source (ImageSource.getBlob's contract).
-    return this.client.putBlob(this.repo, desc, stream, { preverified: true });
+    const upload = this.client.putBlob(this.repo, desc, stream, { preverified: true });
+    uploads.set(key, upload);
+    try {
+      await upload;
+    } catch (e) {
+      // Kept on success (the blob is there for the rest of this process); a failed upload is forgotten.
+      if (uploads.get(key) === upload) uploads.delete(key);
+      throw e;
+    }
   }
 
   async mountBlob(desc: Descriptor, from: { host: string; repository: string }): Promise<boolean> {

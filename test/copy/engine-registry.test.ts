@@ -222,3 +222,22 @@ test('an upload cut mid-way is sent again from the source, and the copy complete
     await proxy.stop();
   }
 });
+
+test('copies side by side into one repository upload each shared blob once', async () => {
+  const proxy = await startFaultProxy(b.url);
+  try {
+    const results = await Promise.all(['t1', 't2', 't3'].map((t) =>
+      copy(`docker://${a.host}/app:v1`, `docker://${proxy.host}/shared/app:${t}`, { removeSignatures: true })));
+    for (const r of results) assert.equal(r.digest, imageDigest);
+    // config + two layers: one upload session each, however many copies needed them
+    assert.equal(proxy.count('POST', '/v2/shared/app/blobs/uploads/'), 3, JSON.stringify(proxy.requests.filter((q) => q.method !== 'GET').map((q) => `${q.method} ${q.path.slice(0, 90)} ${q.status}`)));
+    const c = new RegistryClient({ host: b.host });
+    try {
+      for (const t of ['t1', 't2', 't3']) assert.equal((await c.getManifest('shared/app', t)).digest, imageDigest);
+    } finally {
+      await c.close();
+    }
+  } finally {
+    await proxy.stop();
+  }
+});
