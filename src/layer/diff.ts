@@ -5,8 +5,14 @@
  * - new or changed files, directories, symlinks → the same entries; a file seen again through another link
  *   (same device and inode) → a hard link entry naming the first path;
  * - a deleted name is a character device 0:0 → an empty `.wh.NAME` entry in its place;
- * - a directory removed and re-created is opaque (an xattr the caller reads: `opaqueXattr`) → its entry followed
- *   by `DIR/.wh..wh..opq`.
+ * - a directory removed and re-created is opaque (`opaqueXattr`; by default `user.overlay.opaque` or
+ *   `trusted.overlay.opaque` = "y") → its entry followed by `DIR/.wh..wh..opq`;
+ * - extended attributes of files and directories → pax `SCHILY.xattr.NAME` records with the raw bytes, except
+ *   overlay's own state (`user.overlay.*`, `trusted.overlay.*`) and `security.selinux` (the host's label for the
+ *   upper dir, not the image's: containers/storage leaves it out too);
+ * - directories that only exist because something below them was copied up or created as a mountpoint
+ *   (`dropIfUnchanged`) → nothing: a directory header is held back until its first child is emitted, so a
+ *   directory left with no children can still be dropped. Only headers wait; contents stream.
  *
  * Reproducible by construction: children are visited in byte order of their names, headers carry only numeric
  * uid/gid (no user or group names), mode, size and a whole-second mtime clamped to `mtimeClamp`; no atime or
@@ -16,19 +22,26 @@
  * longer than the syscall, which made 20k small files take 3.8 s instead of about 0.4 s. The event loop still runs
  * between entries, whenever the tar's reader applies backpressure.
  *
- * Not carried (no xattr API in Node): extended attributes such as security.capability.
  */
 import { closeSync, constants, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
+import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
 import { HoistError } from '../errors.ts';
+import { fitsUstar, isOverlayXattr, paxHeaderBlocks, paxRecord, ustarStandIn, xattrErrno } from './xattrs.ts';
 
 export interface DiffOptions {
   /** Leaves a path (relative, no leading `/` or `./`) out of the layer; for a directory, its whole subtree. */
   exclude?: (relPath: string, st: Stats) => boolean;
-  /** Whether a directory of the upper dir is opaque (the runtime reads `user.overlay.opaque` or `trusted.overlay.opaque`). */
+  /** Whether a directory of the upper dir is opaque. Default: `overlayOpaque`. */
   opaqueXattr?: (absPath: string) => Promise<boolean>;
+  /**
+   * For a directory that ends up with no entries below it (none, or all excluded): true leaves its own entry out
+   * too (the runtime answers true when the lower layers have the same directory, so runc's mountpoints and the
+   * parents copied up for them make no layer). Not asked about directories with entries, or opaque ones.
+   */
+  dropIfUnchanged?: (relPath: string, st: Stats) => boolean;
   /** Newer mtimes become this one (SOURCE_DATE_EPOCH-style reproducible layers). */
   mtimeClamp?: Date;
 }
@@ -46,6 +59,28 @@ const MAX_MTIME_S = 2 ** 31 - 1;
  */
 const S_IFREG = 0o100000;
 const EMPTY = Buffer.alloc(0);
+/** Never carried into a layer; see the module comment. */
+const SELINUX_XATTR = 'security.selinux';
+
+type PackHeader = Parameters<Pack['entry']>[0];
+
+/** A directory whose header waits for its first child (or for the end of its walk). */
+interface PendingDir {
+  header: PackHeader;
+  xattrs: Array<[string, Buffer]>;
+}
+
+/** overlay's mark of an opaque directory: `user.overlay.opaque` (userxattr, rootless) or `trusted.overlay.opaque` = "y". */
+export async function overlayOpaque(absPath: string): Promise<boolean> {
+  for (const name of ['user.overlay.opaque', 'trusted.overlay.opaque']) {
+    try {
+      if (getAttributeSync(absPath, name)?.toString('latin1') === 'y') return true;
+    } catch {
+      // ENOTSUP and the like: no overlay xattrs here
+    }
+  }
+  return false;
+}
 
 /** Streams the OCI layer tar for the overlay upper dir `upper`. Errors (unreadable files, a file shrinking while read) destroy the stream. */
 export function diffUpperDir(upper: string, opts: DiffOptions = {}): Readable {
@@ -62,14 +97,18 @@ class UpperWalk {
   readonly #root: string;
   readonly #pack: Pack;
   readonly #opts: DiffOptions;
+  readonly #opaque: (absPath: string) => Promise<boolean>;
   readonly #clampS: number;
   /** `dev:ino` of files with more than one link → the first path written, for hard link entries. */
   readonly #seen = new Map<string, string>();
+  /** Directories above the current position whose headers are not written yet, outermost first. */
+  readonly #pending: PendingDir[] = [];
 
   constructor(root: string, pack: Pack, opts: DiffOptions) {
     this.#root = root;
     this.#pack = pack;
     this.#opts = opts;
+    this.#opaque = opts.opaqueXattr ?? overlayOpaque;
     this.#clampS = opts.mtimeClamp === undefined ? MAX_MTIME_S : Math.min(MAX_MTIME_S, Math.floor(opts.mtimeClamp.getTime() / 1000));
   }
 
@@ -85,8 +124,8 @@ class UpperWalk {
     return new Date(s * 1000);
   }
 
-  #header(name: string, st: Stats, type: NonNullable<Header['type']>): Parameters<Pack['entry']>[0] {
-    const h: Parameters<Pack['entry']>[0] = {
+  #header(name: string, st: Stats, type: NonNullable<Header['type']>): PackHeader {
+    const h: PackHeader = {
       name,
       type,
       mode: S_IFREG | (st.mode & 0o7777),
@@ -100,14 +139,73 @@ class UpperWalk {
     return h;
   }
 
-  /** Adds an entry without content and waits until the pack has taken it (keeps memory bounded to one entry). */
-  #add(h: Parameters<Pack['entry']>[0]): Promise<void> {
+  /** Writes the held-back directory headers, outermost first: something below them is about to be emitted. */
+  async #flushPending(): Promise<void> {
+    const dirs = this.#pending.splice(0);
+    for (const d of dirs) await this.#put(d.header, d.xattrs);
+  }
+
+  /** Adds an entry without content, after the directories above it. */
+  async #add(h: PackHeader, xattrs: Array<[string, Buffer]> = []): Promise<void> {
+    await this.#flushPending();
+    await this.#put(h, xattrs);
+  }
+
+  /** Writes an entry without content and waits until the pack has taken it (keeps memory bounded to one entry). */
+  #put(h: PackHeader, xattrs: Array<[string, Buffer]>): Promise<void> {
     return new Promise((resolve, reject) => {
       const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
+      this.#paxXattrs(h, xattrs);
       // A 'file' entry (whiteouts, opaque markers) waits for a body until it gets one, even an empty one.
       const sink = h.type === 'file' ? this.#pack.entry(h, EMPTY, cb) : this.#pack.entry(h, cb);
       sink.on('error', ignore);
     });
+  }
+
+  /**
+   * For an entry with xattrs: writes its pax header ourselves (tar-stream would encode the values as UTF-8 text,
+   * corrupting binary ones such as security.capability), folding in the records tar-stream would have written
+   * (path, uid, gid), and leaves `h` a plain ustar header. Called only while the pack is between entries: every
+   * entry is awaited before the next one starts, so these bytes land right before `h`'s header.
+   */
+  #paxXattrs(h: PackHeader, xattrs: Array<[string, Buffer]>): void {
+    if (xattrs.length === 0) return;
+    const records: Buffer[] = [];
+    if (!fitsUstar(h.name)) {
+      records.push(paxRecord('path', h.name));
+      h.name = ustarStandIn(h.name);
+    }
+    if (h.pax) {
+      for (const [k, v] of Object.entries(h.pax)) records.push(paxRecord(k, v));
+      delete h.pax;
+    }
+    for (const [name, value] of xattrs) records.push(paxRecord(`SCHILY.xattr.${name}`, value));
+    const mtimeS = Math.floor((h.mtime ?? new Date(0)).getTime() / 1000);
+    this.#pack.push(paxHeaderBlocks(records, { mode: h.mode ?? 0, uid: h.uid ?? 0, gid: h.gid ?? 0, mtimeS }));
+  }
+
+  /** The xattrs a layer carries for `abs`, by name in byte order. */
+  #xattrs(abs: string): Array<[string, Buffer]> {
+    let names: string[];
+    try {
+      names = listAttributesSync(abs);
+    } catch (e) {
+      const code = xattrErrno(e);
+      if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') return [];
+      throw Object.assign(new Error(`listxattr: ${code}`), { code, path: abs });
+    }
+    const out: Array<[string, Buffer]> = [];
+    for (const name of names.sort(byteOrder)) {
+      if (isOverlayXattr(name) || name === SELINUX_XATTR) continue;
+      let value: Buffer | null;
+      try {
+        value = getAttributeSync(abs, name);
+      } catch (e) {
+        throw Object.assign(new Error(`getxattr ${name}: ${xattrErrno(e)}`), { code: xattrErrno(e), path: abs });
+      }
+      if (value !== null) out.push([name, value]);
+    }
+    return out;
   }
 
   async #walk(rel: string, abs: string): Promise<void> {
@@ -119,11 +217,17 @@ class UpperWalk {
       if (this.#opts.exclude?.(childRel, st)) continue;
 
       if (st.isDirectory()) {
-        await this.#add(this.#header(`${childRel}/`, st, 'directory'));
-        if (await this.#opts.opaqueXattr?.(childAbs)) {
+        const dir: PendingDir = { header: this.#header(`${childRel}/`, st, 'directory'), xattrs: this.#xattrs(childAbs) };
+        this.#pending.push(dir);
+        if (await this.#opaque(childAbs)) {
           await this.#add({ name: `${childRel}/${OPAQUE_MARKER}`, type: 'file', mode: S_IFREG, uid: 0, gid: 0, mtime: this.#mtime(st) });
         }
         await this.#walk(childRel, childAbs);
+        if (this.#pending.at(-1) === dir) {
+          // Nothing below it made it into the layer.
+          if (this.#opts.dropIfUnchanged?.(childRel, st)) this.#pending.pop();
+          else await this.#flushPending();
+        }
       } else if (st.isCharacterDevice() && st.rdev === 0) {
         const wh = rel === '' ? `${WHITEOUT_PREFIX}${name}` : `${rel}/${WHITEOUT_PREFIX}${name}`;
         await this.#add({ name: wh, type: 'file', mode: S_IFREG, uid: 0, gid: 0, mtime: this.#mtime(st) });
@@ -152,13 +256,17 @@ class UpperWalk {
       }
       this.#seen.set(key, rel);
     }
+    await this.#flushPending();
+    const xattrs = this.#xattrs(abs);
     const fd = openSync(abs, constants.O_RDONLY | constants.O_NOFOLLOW);
     try {
       const done = Promise.withResolvers<void>();
       // Observed here so that a failure after we stopped waiting (the pack destroyed meanwhile) is not an unhandled rejection.
       done.promise.catch(() => undefined);
       const finish = done.promise;
-      const sink = this.#pack.entry({ ...this.#header(rel, st, 'file'), size: st.size }, (err) => (err ? done.reject(err) : done.resolve()));
+      const h: PackHeader = { ...this.#header(rel, st, 'file'), size: st.size };
+      this.#paxXattrs(h, xattrs);
+      const sink = this.#pack.entry(h, (err) => (err ? done.reject(err) : done.resolve()));
       sink.on('error', ignore);
       let left = st.size;
       while (left > 0) {

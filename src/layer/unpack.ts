@@ -28,32 +28,54 @@
  * it runs between entries (tar-stream's iteration is asynchronous), so downloads in flight keep going.
  * Removing whole trees (whiteouts) stays asynchronous.
  *
- * Not done (no API for it in Node): xattrs (pax SCHILY.xattr.*, which carry
- * file capabilities and SELinux labels) are reported through onWarning, not written; device nodes and fifos are
- * skipped with a warning, as rootless runtimes do (mknod needs a native call); the overlay form of whiteouts.
+ * Whiteouts ('apply', the default): `.wh.NAME` removes NAME left by lower layers and `DIR/.wh..wh..opq` empties
+ * DIR of lower content, so unpacking an image's layers in order onto one directory gives its rootfs.
+ * Whiteouts ('keep-as-overlay'): each layer gets its own directory, used as one overlay lowerdir, and whiteouts
+ * stay in overlay's own form: `.wh.NAME` becomes a character device 0:0 at NAME (mknod: Linux 5.8 and newer let
+ * any user make this one device, also inside a user namespace) and an opaque directory gets the xattrs
+ * `opaqueXattrs` = "y". A whiteout never hides the layer's own entries: where the layer also has a directory of
+ * that name, the directory is made opaque instead. In both modes a character device 0:0 in the tar is a whiteout
+ * too (some tools put overlay's form in layers as is).
+ *
+ * Extended attributes (pax SCHILY.xattr.*: file capabilities, user.*) are written after chown, which clears
+ * security.capability. One that cannot be set (trusted.* or security.* without privilege, a filesystem without
+ * xattrs) is reported once per name and left out. overlay's own xattrs are never taken from a layer.
+ *
+ * Not done: device nodes and fifos are skipped with a warning, as rootless runtimes do (a user namespace cannot
+ * mknod real devices); the runtime bind-mounts /dev anyway.
  */
 import {
   chmodSync, closeSync, constants, fchmodSync, fchownSync, futimesSync, lchownSync, linkSync, lstatSync, lutimesSync,
   mkdirSync, openSync, readdirSync, readlinkSync, symlinkSync, unlinkSync, writeSync, type Stats,
 } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { extract as tarExtract, type Header } from 'tar-stream';
+import { setAttributeSync } from '@napi-rs/xattr';
 import { HoistError, isErrno, isHoistError } from '../errors.ts';
+import { isOverlayXattr, keepRawPaxXattrs, tarXattrs, xattrErrno } from './xattrs.ts';
 
 export interface UnpackOptions {
   /**
    * 'apply' (default): `.wh.NAME` removes NAME left by lower layers, `DIR/.wh..wh..opq` empties DIR of lower
-   * content; whiteout entries are never created as files. 'keep-as-overlay' is not implemented yet (see below).
+   * content; whiteout entries are never created as files. 'keep-as-overlay': for a directory holding this one
+   * layer (an overlay lowerdir): `.wh.NAME` becomes a char device 0:0 at NAME, an opaque DIR gets `opaqueXattrs`.
    */
   whiteouts?: 'apply' | 'keep-as-overlay';
+  /**
+   * With 'keep-as-overlay': the xattrs set to "y" on opaque directories. Default ['user.overlay.opaque'] (overlay
+   * mounted with `userxattr`, rootless); as real root pass ['trusted.overlay.opaque', 'user.overlay.opaque'].
+   * Failing to set every one of them is fatal (the merged view would show deleted content).
+   */
+  opaqueXattrs?: string[];
   /**
    * 'preserve' (default): lchown to the tar's numeric uid/gid (works as root or inside a user namespace; as a plain
    * user outside one it fails with EPERM, which is reported once and ownership is then left alone). 'ignore': never chown.
    */
   ownership?: 'preserve' | 'ignore';
-  /** Things skipped or degraded (devices, fifos, xattrs, failed chown); one line each. */
+  /** Things skipped or degraded (devices, fifos, xattrs that cannot be set, failed chown); one line each. */
   onWarning?(msg: string): void;
   /** Names the layer in messages (e.g. its digest): `WHERE: layer entry "x": …`. */
   where?: string;
@@ -68,6 +90,9 @@ export interface UnpackResult {
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
+const DEFAULT_OPAQUE_XATTRS = ['user.overlay.opaque'];
+/** Node has no mknod(2); whiteouts are rare enough for one process each. */
+const MKNOD = '/usr/bin/mknod';
 /** Linux's own limit (MAXSYMLINKS) on links followed while resolving one path. */
 const MAX_SYMLINKS = 40;
 
@@ -85,14 +110,6 @@ interface DirState {
 /** Unpacks `stream` (an uncompressed tar) onto `target` (created when missing). See the module comment for the rules. */
 export async function unpackLayer(stream: Readable, target: string, opts: UnpackOptions = {}): Promise<UnpackResult> {
   const prefix = opts.where ? `${opts.where}: ` : '';
-  if (opts.whiteouts === 'keep-as-overlay') {
-    stream.destroy();
-    // TODO(rootless overlay snapshots): a whiteout in a lowerdir is a 0:0 char device (mknod, allowed unprivileged
-    // since Linux 5.8 but not callable from Node) or, with `userxattr`, needs the user.overlay.* xattrs, and opaque
-    // dirs always need the user.overlay.opaque xattr. Both need a native helper (e.g. @napi-rs/xattr) first.
-    throw new HoistError('UNSUPPORTED', `${prefix}unpacking layers with whiteouts kept as overlay markers needs extended attributes, `
-      + `which hoist cannot write yet; unpack with whiteouts 'apply' into one directory instead`);
-  }
   const unpacker = new Unpacker(path.resolve(target), opts, prefix);
   try {
     unpacker.init();
@@ -102,6 +119,7 @@ export async function unpackLayer(stream: Readable, target: string, opts: Unpack
   }
 
   const extract = tarExtract();
+  keepRawPaxXattrs(extract);
   const onSourceError = (e: Error): void => {
     extract.destroy(e);
   };
@@ -159,6 +177,11 @@ class Unpacker {
   readonly #created = new Set<string>();
   /** Directories this layer wrote into: opaque markers keep them but still empty them of lower content. */
   readonly #touched = new Set<string>();
+  /** 'keep-as-overlay': whiteout devices this layer made (a directory entry replacing one becomes opaque). */
+  readonly #whiteoutDevs = new Set<string>();
+  /** xattr names already reported as not settable (or as overlay's own): one warning per name per layer. */
+  readonly #xattrWarned = new Set<string>();
+  readonly #keep: boolean;
   #chownDisabled = false;
   #warnedUnmapped = false;
   files = 0;
@@ -168,6 +191,7 @@ class Unpacker {
     this.#root = root;
     this.#opts = opts;
     this.#prefix = prefix;
+    this.#keep = opts.whiteouts === 'keep-as-overlay';
   }
 
   init(): void {
@@ -230,6 +254,14 @@ class Unpacker {
         resolved.push(c);
       } else if (st.isDirectory()) {
         this.#dirs.set(rel, dirState(st));
+        resolved.push(c);
+      } else if (how === 'create' && this.#keep && isWhiteoutDevice(st)) {
+        // This layer hid NAME and also writes below it: a new directory that hides the lower one's content.
+        this.#inWritable(parentRel, () => unlinkSync(abs));
+        this.#whiteoutDevs.delete(rel);
+        this.#inWritable(parentRel, () => mkdirSync(abs, 0o755));
+        this.#dirs.set(rel, { mode: 0o755 });
+        this.#markOpaque(entryName, rel);
         resolved.push(c);
       } else if (st.isSymbolicLink()) {
         if (++links > MAX_SYMLINKS) throw this.#fail('BAD_LAYER', entryName, `too many levels of symbolic links below "${rel}"; the layer is damaged`);
@@ -318,6 +350,7 @@ class Unpacker {
     }
     this.#created.delete(rel);
     this.#touched.delete(rel);
+    this.#whiteoutDevs.delete(rel);
   }
 
   /** Empties directory `rel` of everything lower layers left, keeping (and descending into) what this layer wrote. */
@@ -386,10 +419,7 @@ class Unpacker {
     const mode = (h.mode ?? 0o644) & 0o7777;
     const type = h.type ?? null;
 
-    const xattrs = Object.keys(pax).filter((k) => k.startsWith('SCHILY.xattr.')).map((k) => k.slice('SCHILY.xattr.'.length));
-    if (xattrs.length > 0) {
-      this.#warn(`layer entry "${name}": extended attributes not applied (${xattrs.join(', ')}); hoist cannot write xattrs yet`);
-    }
+    const xattrs = tarXattrs(h.pax);
 
     const base = parts.at(-1);
     if (base === undefined) {
@@ -397,6 +427,7 @@ class Unpacker {
       if (type === 'directory') {
         this.#dirs.set('', { mode, atime: mtime, mtime });
         this.#chown(name, () => lchownSync(this.#root, uid, gid), uid, gid);
+        this.#setXattrs(name, this.#root, xattrs, false);
       } else {
         this.#warn(`layer entry "${name}": names the root but is not a directory; skipped`);
       }
@@ -406,6 +437,11 @@ class Unpacker {
 
     if (base.startsWith(WHITEOUT_PREFIX)) {
       await this.#whiteout(name, parentParts, base);
+      return;
+    }
+    if (type === 'character-device' && !h.devmajor && !h.devminor) {
+      // overlay's own form of a whiteout, as some tools put it in layers: the same as `.wh.NAME`.
+      await this.#hide(name, parentParts, base);
       return;
     }
 
@@ -432,10 +468,14 @@ class Unpacker {
     this.#touch(parentRel);
 
     if (type === 'directory') {
+      const replacesWhiteout = this.#whiteoutDevs.has(rel);
       // Owner-only until finish(): the final mode may forbid us to write the layer's own children into it.
       await this.#create(rel, parentRel, () => mkdirSync(abs, 0o700), true);
       this.#dirs.set(rel, { mode, atime: mtime, mtime });
       this.#chown(name, () => lchownSync(abs, uid, gid), uid, gid);
+      this.#setXattrs(name, abs, xattrs, false);
+      // The layer hid NAME and has a directory NAME of its own: that directory hides the lower one's content.
+      if (replacesWhiteout) this.#markOpaque(name, rel);
     } else if (type === 'link') {
       await this.#hardlink(h, name, rel, abs, parentRel);
     } else if (type === 'symlink') {
@@ -443,6 +483,7 @@ class Unpacker {
       if (to === '' || to.includes('\0')) throw this.#fail('BAD_LAYER', name, 'symlink has an empty or invalid target; the layer is damaged');
       await this.#create(rel, parentRel, () => symlinkSync(to, abs));
       this.#chown(name, () => lchownSync(abs, uid, gid), uid, gid);
+      this.#setXattrs(name, abs, xattrs, true);
       lutimesSync(abs, mtime, mtime);
     } else {
       // Regular file. O_EXCL|O_NOFOLLOW: whatever was at this name is gone, and nothing may have been planted since.
@@ -451,8 +492,10 @@ class Unpacker {
       try {
         for await (const chunk of body) this.bytes += writeFull(fd, chunk as Buffer);
         this.#chown(name, () => fchownSync(fd, uid, gid), uid, gid);
-        // After chown, which clears setuid/setgid.
+        // After chown, which clears setuid/setgid and security.capability.
         fchmodSync(fd, mode);
+        // By path: the file was created by this O_EXCL open and the setter does not follow a symlink.
+        this.#setXattrs(name, abs, xattrs, false);
         futimesSync(fd, mtime, mtime);
       } finally {
         closeSync(fd);
@@ -485,6 +528,13 @@ class Unpacker {
 
   async #whiteout(name: string, parentParts: readonly string[], base: string): Promise<void> {
     if (base === OPAQUE_MARKER) {
+      if (this.#keep) {
+        // Created when missing: the marker may come before the directory's own entry, which then keeps it.
+        const dirRel = this.#resolveDir(parentParts, 'create', name) as string;
+        this.#touch(dirRel);
+        this.#markOpaque(name, dirRel);
+        return;
+      }
       const dirRel = this.#resolveDir(parentParts, 'lookup', name);
       if (dirRel !== null) await this.#clearLower(dirRel);
       return;
@@ -494,22 +544,102 @@ class Unpacker {
       this.#warn(`layer entry "${name}": aufs metadata ignored`);
       return;
     }
-    const victim = base.slice(WHITEOUT_PREFIX.length);
+    await this.#hide(name, parentParts, base.slice(WHITEOUT_PREFIX.length));
+  }
+
+  /** Hides `victim` (in directory `parentParts`) of the lower layers: removes it ('apply') or puts a whiteout device there. */
+  async #hide(name: string, parentParts: readonly string[], victim: string): Promise<void> {
     if (victim === '' || victim === '.' || victim === '..') {
       throw this.#fail('UNSAFE_LAYER', name, 'whiteout does not name a file; refusing');
     }
-    const parentRel = this.#resolveDir(parentParts, 'lookup', name);
+    const parentRel = this.#resolveDir(parentParts, this.#keep ? 'create' : 'lookup', name);
     if (parentRel === null) return; // nothing below to hide
     const rel = parentRel === '' ? victim : `${parentRel}/${victim}`;
-    // The same layer's own files are never hidden by its whiteouts (image-spec), whatever the order in the tar.
-    if (this.#created.has(rel)) return;
-    const st = lstatOrNull(this.#abs(rel));
-    if (st === null) return;
-    if (this.#touched.has(rel) && st.isDirectory()) {
-      await this.#clearLower(rel);
+    const abs = this.#abs(rel);
+    // The same layer's own files are never hidden by its whiteouts (image-spec), whatever the order in the tar;
+    // a directory of its own stays with this layer's content, and hides the lower content below it.
+    if (this.#created.has(rel) || this.#touched.has(rel)) {
+      const st = lstatOrNull(abs);
+      if (st?.isDirectory()) {
+        if (this.#keep) this.#markOpaque(name, rel);
+        else await this.#clearLower(rel);
+      }
       return;
     }
+    if (this.#keep) {
+      this.#touch(parentRel);
+      await this.#create(rel, parentRel, () => this.#mknodWhiteout(name, abs));
+      this.#whiteoutDevs.add(rel);
+      return;
+    }
+    const st = lstatOrNull(abs);
+    if (st === null) return;
     await this.#remove(rel, st);
+  }
+
+  /** Makes overlay's whiteout (a char device 0:0) at `abs`; EEXIST and EACCES come back as errno errors for #create. */
+  #mknodWhiteout(name: string, abs: string): void {
+    try {
+      execFileSync(MKNOD, [abs, 'c', '0', '0'], { stdio: ['ignore', 'ignore', 'pipe'], env: { LC_ALL: 'C' } });
+    } catch (e) {
+      const err = e as NodeJS.ErrnoException & { stderr?: Buffer };
+      if (err.code === 'ENOENT' && err.stderr === undefined) {
+        throw this.#fail('UNSUPPORTED', name, `cannot make an overlay whiteout: ${MKNOD} is missing; install coreutils`);
+      }
+      const stderr = String(err.stderr ?? '').trim();
+      const code = /File exists/.test(stderr) ? 'EEXIST' : /Permission denied/.test(stderr) ? 'EACCES' : /not permitted/.test(stderr) ? 'EPERM' : undefined;
+      if (code === 'EEXIST' || code === 'EACCES') throw Object.assign(new Error(stderr), { code });
+      throw this.#fail('UNSUPPORTED', name, `cannot make an overlay whiteout (${code ?? (stderr || err.message)}); `
+        + `Linux 5.8 or newer lets any user make them, older kernels need root`);
+    }
+  }
+
+  /** Sets the opaque xattr(s) on directory `rel`; a directory none of them can be set on is fatal. */
+  #markOpaque(name: string, rel: string): void {
+    const names = this.#opts.opaqueXattrs ?? DEFAULT_OPAQUE_XATTRS;
+    const failed: Array<[string, string]> = [];
+    for (const x of names) {
+      try {
+        setAttributeSync(this.#abs(rel), x, 'y');
+      } catch (e) {
+        failed.push([x, xattrErrno(e)]);
+      }
+    }
+    if (failed.length === 0) return;
+    if (failed.length === names.length) {
+      throw this.#fail('UNSUPPORTED', name, `cannot mark directory "${rel || '/'}" opaque (${failed.map(([x, code]) => `${x}: ${code}`).join(', ')}); `
+        + `put the snapshots on a filesystem with extended attributes (user.* needs ext4, xfs, btrfs or tmpfs)`);
+    }
+    for (const [x, code] of failed) {
+      this.#warnXattr(x, `layer entry "${name}": cannot set ${x} on opaque directory "${rel || '/'}" (${code}); `
+        + `the other opaque xattrs are set, so overlay mounts that read ${x} will not see it opaque`);
+    }
+  }
+
+  /**
+   * Writes an entry's xattrs. One that fails is reported once per name and left out, never fatal; on symlinks
+   * failures are expected (the kernel refuses user.* there) and stay quiet. overlay's own are never applied.
+   */
+  #setXattrs(name: string, abs: string, xattrs: ReadonlyMap<string, Buffer>, isLink: boolean): void {
+    for (const [x, value] of xattrs) {
+      if (isOverlayXattr(x)) {
+        this.#warnXattr(x, `layer entry "${name}": extended attribute ${x} is overlay's own state; not applied`);
+        continue;
+      }
+      try {
+        setAttributeSync(abs, x, value);
+      } catch (e) {
+        if (isLink) continue;
+        this.#warnXattr(x, `layer entry "${name}": cannot set extended attribute ${x} (${xattrErrno(e)}); left out here and on later entries `
+          + `(trusted.* and security.* need root, and the filesystem must support xattrs)`);
+      }
+    }
+  }
+
+  #warnXattr(x: string, msg: string): void {
+    if (this.#xattrWarned.has(x)) return;
+    this.#xattrWarned.add(x);
+    this.#warn(msg);
   }
 
   /** Puts directory modes and times back, deepest first (a parent's final mode may forbid reaching its children). */
@@ -524,6 +654,10 @@ class Unpacker {
       if (state.mtime !== undefined) lutimesSync(abs, state.atime ?? state.mtime, state.mtime);
     }
   }
+}
+
+function isWhiteoutDevice(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
 }
 
 function dirState(st: Stats): DirState {
@@ -545,7 +679,7 @@ function parentOf(rel: string): string {
 }
 
 /** rm -rf that does not follow links; as a non-root user, first opens up directories whose mode forbids emptying them. */
-async function removeTree(abs: string): Promise<void> {
+export async function removeTree(abs: string): Promise<void> {
   try {
     await rm(abs, { recursive: true, force: true });
   } catch (e) {
