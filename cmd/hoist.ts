@@ -14,7 +14,9 @@ program
   .option('--debug', 'show stack traces and debug logs on stderr')
   .option('--root <dir>', 'store location (default: $HOIST_ROOT, $XDG_DATA_HOME/hoist, ~/.local/share/hoist)')
   .showHelpAfterError('(run with --help for usage)')
-  .configureHelp({ sortSubcommands: false });
+  .configureHelp({ sortSubcommands: false })
+  // run's command line after the image belongs to the container (`hoist run img ls -l`): options are positional.
+  .enablePositionalOptions();
 
 const transportsHelp = `
 Image references (skopeo syntax):
@@ -112,13 +114,53 @@ program
   .option('--authfile <file>', 'auth file to edit')
   .action(runAction('logout'));
 
-program
+registryOptions(program
   .command('run')
-  .description('run a command in a new rootless container')
-  .argument('<image>', 'image reference')
-  .argument('[command...]', 'command and arguments')
-  .allowUnknownOption(true)
+  .description('run a command in a new rootless container (podman run\'s flags)')
+  .argument('<image>', 'image name in the local store (pulled from its registry when missing)')
+  .argument('[command...]', 'command and arguments (default: the image\'s entrypoint and cmd)')
+  .passThroughOptions()
+  .option('--rm', 'remove the container when it exits')
+  .option('-i, --interactive', 'keep stdin open to the container')
+  .option('-t, --tty', 'give the container a pseudo-terminal')
+  .option('-e, --env <K[=V]>', 'set an environment variable (repeatable; K alone takes the host\'s value)', collect, [])
+  .option('--env-file <file>', 'read environment variables from a file (repeatable)', collect, [])
+  .option('-v, --volume <src:dst[:ro]>', 'bind-mount a host path (repeatable)', collect, [])
+  .option('--tmpfs <dst[:opts]>', 'mount a tmpfs (repeatable)', collect, [])
+  .option('-w, --workdir <dir>', 'working directory inside the container')
+  .option('-u, --user <user[:group]>', 'user (name or uid) and group, resolved in the image\'s /etc/passwd and /etc/group')
+  .option('--entrypoint <cmd>', 'override the image\'s entrypoint (\'\' clears it)')
+  .option('--network, --net <mode>', 'host (default, see README) or none')
+  .option('--hostname <name>', 'container host name (default: the id\'s first 12 characters)')
+  .option('--name <name>', 'container name')
+  .option('--pull <policy>', 'missing (default), always or never')
+  .option('--platform <os/arch[/variant]>', 'platform to pick from an index (default: this machine\'s)')
+  .option('--runtime <runtime>', 'OCI runtime: runc (default), crun, or a path')
+  .option('--userns <mode>', 'as root: auto maps a subordinate range (default: host, rootful)')
+  .option('-q, --quiet', 'no pull progress'))
   .action(runAction('run'));
+
+program
+  .command('ps')
+  .description('list containers (running ones; -a for all)')
+  .option('-a, --all', 'show all containers, also exited ones')
+  .option('-q, --quiet', 'print ids only')
+  .option('--no-trunc', 'do not truncate ids')
+  .option('--format <format>', 'table or json', 'table')
+  .action(runAction('ps'));
+
+program
+  .command('rm')
+  .description('remove containers and their files')
+  .argument('<containers...>', 'names or ids')
+  .option('-f, --force', 'also remove running containers (they are killed); no error for missing ones')
+  .action(runAction('rm'));
+
+program
+  .command('info')
+  .description('show what the runtime detected: OCI runtime, overlay mode, id ranges, store path')
+  .option('--format <format>', 'text or json', 'text')
+  .action(runAction('info'));
 
 program
   .command('images')
@@ -145,6 +187,11 @@ program
   .command('prune')
   .description('delete blobs no image name reaches (safe while other hoist processes write)')
   .action(runAction('prune'));
+
+// Global options are positional (see enablePositionalOptions above); accept them after the command name too, as before.
+for (const c of program.commands) {
+  c.addOption(new Option('--debug').hideHelp()).addOption(new Option('--root <dir>').hideHelp());
+}
 
 // skopeo users write Go-style booleans (--tls-verify=false), which commander cannot parse as they are.
 const { rewriteGoBoolFlags } = await import('./registry-flags.ts');

@@ -1,4 +1,191 @@
-import { HoistError } from '../../src/errors.ts';
-export default async function run(): Promise<number> {
-  throw new HoistError('NOT_IMPLEMENTED', 'run is not implemented yet (tracked by the rootless runtime issue)', { exitCode: 2 });
+/**
+ * `hoist run [flags] IMAGE [COMMAND [ARG...]]` — podman run's flags where they apply. Exit status: the container
+ * process's; 125 when hoist itself failed, 126/127 when the command can't run / isn't there (docker's codes).
+ */
+import path from 'node:path';
+import type { GlobalOptions } from '../main.ts';
+import { HoistError, isHoistError } from '../../src/errors.ts';
+import { Store } from '../../src/store/store.ts';
+import { storeRoot } from '../../src/store/root.ts';
+import { parsePlatform, hostPlatform } from '../../src/oci/platform.ts';
+import type { Descriptor, Platform } from '../../src/oci/types.ts';
+import { detectHost, usernsMode } from '../../src/runtime/host.ts';
+import { pickRuntime } from '../../src/runtime/oci-runtime.ts';
+import { loadRunImage } from '../../src/runtime/image.ts';
+import { Containers } from '../../src/runtime/containers.ts';
+import { launch } from '../../src/runtime/launch.ts';
+import { parseEnvFile, runConfig } from '../../src/runtime/run-config.ts';
+import { parseTmpfs, parseVolume } from '../../src/runtime/cli-parse.ts';
+import type { NetworkMode, RootfsMode } from '../../src/runtime/request.ts';
+import { registryAccess, type RegistryFlags } from '../registry-flags.ts';
+
+interface RunFlags extends RegistryFlags {
+  rm?: boolean;
+  interactive?: boolean;
+  tty?: boolean;
+  env: string[];
+  envFile: string[];
+  volume: string[];
+  tmpfs: string[];
+  workdir?: string;
+  user?: string;
+  entrypoint?: string;
+  network?: string;
+  hostname?: string;
+  name?: string;
+  pull?: string;
+  runtime?: string;
+  platform?: string;
+  userns?: string;
+  quiet?: boolean;
+}
+
+export default async function run(g: GlobalOptions, image: string, command: string[], flags: RunFlags): Promise<number> {
+  try {
+    return await runImage(g, image, command, flags);
+  } catch (e) {
+    // Anything hoist itself fails at is 125, as with docker and podman, so it can't be taken for the command's status.
+    if (isHoistError(e) && e.exitCode === 1) throw new HoistError(e.code, e.message, { cause: e, exitCode: 125 });
+    throw e;
+  }
+}
+
+async function runImage(g: GlobalOptions, imageArg: string, command: string[], flags: RunFlags): Promise<number> {
+  const network = parseNetwork(flags.network);
+  const pull = parsePull(flags.pull);
+  const platform = flags.platform ? parsePlatform(flags.platform) : hostPlatform();
+  const mounts = [...flags.volume.map(parseVolume), ...flags.tmpfs.map(parseTmpfs)];
+  const { readFileSync } = await import('node:fs');
+  const envFromFiles = flags.envFile.flatMap((f) => {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new HoistError('NOT_FOUND', `--env-file ${f}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, { exitCode: 125 });
+    }
+    return parseEnvFile(text, f, process.env);
+  });
+
+  const host = detectHost();
+  const mode = usernsMode(host, flags.userns, (m) => process.stderr.write(`hoist: ${m}\n`));
+  const runtime = pickRuntime(flags.runtime);
+
+  const root = storeRoot(g.root);
+  const store = await Store.open(root);
+  const top = await findOrPull(store, imageArg, pull, platform, flags);
+  const img = await loadRunImage(store, top, imageArg, platform);
+
+  const containers = new Containers(store.root);
+  const req = {
+    entrypoint: flags.entrypoint,
+    command,
+    env: [...envFromFiles, ...flags.env],
+    workdir: flags.workdir,
+    user: flags.user,
+    tty: flags.tty ?? false,
+  };
+  const rec = containers.create({ ...(flags.name !== undefined ? { name: flags.name } : {}), image: imageArg, imageDigest: img.digest, command: [] });
+  const hostname = flags.hostname ?? rec.id.slice(0, 12);
+  let cfg;
+  try {
+    cfg = runConfig(img.config.config, { ...req, hostname }, process.env);
+  } catch (e) {
+    await removeRecordDir(containers.containerDir(rec.id));
+    throw e;
+  }
+  rec.command = cfg.args;
+  containers.write(rec);
+
+  const dir = containers.containerDir(rec.id);
+  const launched = launch({
+    op: 'run',
+    storeRoot: store.root,
+    containerDir: dir,
+    id: rec.id,
+    layers: img.layers,
+    process: { args: cfg.args, env: cfg.env, cwd: cfg.cwd, ...(cfg.user ? { user: cfg.user } : {}), terminal: flags.tty ?? false, hostname },
+    network,
+    mounts,
+    runtime,
+    runtimeRoot: path.join(store.root, 'run', mode === 'host' ? 'runc' : `runc-${host.uid}`),
+    rootless: mode !== 'host',
+    hostRoot: host.root,
+    rootfs: rootfsMode(),
+    diff: false,
+    removeAfter: flags.rm ?? false,
+    debug: g.debug,
+  }, {
+    host, mode, stdin: flags.interactive ?? false,
+    onStart: () => {
+      // The record names this hoist process: alive means the container runs (ps), gone means it exited.
+      if (!flags.rm) containers.write({ ...rec, pid: process.pid, state: 'running' });
+    },
+  });
+  const code = await launched.exit;
+  if (flags.rm) await removeRecordDir(dir);
+  else containers.write({ ...rec, state: 'exited', exitCode: code, finishedAt: new Date().toISOString() });
+  return code;
+}
+
+/** What --rm leaves after the helper removed the container's files (our record, if the helper failed early). */
+async function removeRecordDir(dir: string): Promise<void> {
+  const { rm } = await import('node:fs/promises');
+  await rm(dir, { recursive: true, force: true }).catch(() => {});
+}
+
+function parseNetwork(v: string | undefined): NetworkMode {
+  // podman's rootless default is a private network namespace with user-mode networking (slirp4netns/pasta);
+  // neither works on these machines, so hoist's default is the host's network (documented in the README).
+  if (v === undefined || v === 'host') return 'host';
+  if (v === 'none') return 'none';
+  throw new HoistError('BAD_FLAG', `--network ${v}: not supported; use --network host or --network none`, { exitCode: 125 });
+}
+
+function parsePull(v: string | undefined): 'missing' | 'always' | 'never' {
+  const p = v ?? 'missing';
+  if (p === 'missing' || p === 'always' || p === 'never') return p;
+  if (p === 'newer') return 'always';
+  throw new HoistError('BAD_FLAG', `--pull ${v}: expected missing, always or never`, { exitCode: 125 });
+}
+
+function rootfsMode(): RootfsMode {
+  // Not a user flag: lets tests and people with a broken overlay force the copy fallback (HOIST_ROOTFS=copy).
+  const v = process.env['HOIST_ROOTFS'];
+  return v === 'copy' || v === 'native' ? v : 'auto';
+}
+
+async function findOrPull(store: Store, name: string, pull: 'missing' | 'always' | 'never', platform: Platform, flags: RunFlags): Promise<Descriptor> {
+  if (pull !== 'always') {
+    try {
+      return await store.resolve(name);
+    } catch (e) {
+      if (!isHoistError(e) || e.code !== 'NOT_FOUND' || pull === 'never') {
+        if (isHoistError(e) && e.code === 'NOT_FOUND') {
+          throw new HoistError('NOT_FOUND', `image "${name}" is not in the local store and --pull never was given; pull it with: hoist copy docker://${name} ${name}`, { exitCode: 125 });
+        }
+        throw e;
+      }
+    }
+  }
+  const { normalizeStoreName } = await import('../../src/transport/store.ts');
+  let full: string;
+  try {
+    full = normalizeStoreName(name);
+  } catch {
+    throw new HoistError('NOT_FOUND', `image "${name}" is not in the local store and is not a name that can be pulled`, { exitCode: 125 });
+  }
+  const { openSource, openDestination } = await import('../../src/transport/index.ts');
+  const { copyImage } = await import('../../src/copy/engine.ts');
+  const { makeProgress } = await import('../progress.ts');
+  const src = await openSource({ transport: 'docker', ref: full }, { registry: await registryAccess(flags) });
+  try {
+    const dst = await openDestination({ transport: 'store', name: full }, { storeRoot: store.root, platform });
+    const progress = makeProgress(undefined, flags.quiet);
+    process.stderr.write(`Trying to pull ${full}...\n`);
+    const result = await copyImage(src, dst, { platforms: [platform], onEvent: progress?.onEvent });
+    progress?.done(result);
+  } finally {
+    await src.close();
+  }
+  return store.resolve(full);
 }

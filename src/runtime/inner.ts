@@ -1,0 +1,293 @@
+/**
+ * The namespace helper: runs INSIDE the user and mount namespaces that `unshare` made (see host.ts), as the
+ * container's root. Everything that touches image files happens here, so owners and modes read and write as the
+ * container sees them: unpacking layer snapshots, mounting the overlay, resolving the user and the executable,
+ * running the OCI runtime, reading the change back, removing the container's files.
+ *
+ * Usage: node inner.ts REQUEST.json (an InnerRequest). Exit status: the container process's, or 125 when this helper
+ * failed (one `hoist: …` line on stderr), 126/127 when the command can't be executed / isn't there (docker's codes).
+ * The change layer, when asked for, goes to fd 3 as an uncompressed tar.
+ */
+import { spawn } from 'node:child_process';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync, type Stats } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import { constants as osConstants } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { HoistError, isHoistError } from '../errors.ts';
+import { EXIT_CANNOT_EXECUTE, EXIT_HOIST_FAILED, EXIT_NOT_FOUND, type InnerRequest } from './request.ts';
+
+let debug = false;
+
+function log(msg: string): void {
+  if (debug) process.stderr.write(`hoist: [ns] ${msg}\n`);
+}
+
+async function main(): Promise<number> {
+  const file = process.argv[2];
+  if (!file) throw new HoistError('USAGE', 'inner.ts needs the request file');
+  const req = JSON.parse(readFileSync(file, 'utf8')) as InnerRequest;
+  debug = req.debug;
+  if (req.op === 'remove') {
+    await removeContainerDir(req.containerDir);
+    return 0;
+  }
+  return runContainer(req);
+}
+
+/** Removes a container's directory; inside the namespace because its upper dir holds files of subordinate ids. */
+async function removeContainerDir(dir: string): Promise<void> {
+  await unmountQuietly(path.join(dir, 'rootfs'));
+  await rm(dir, { recursive: true, force: true });
+}
+
+async function runContainer(req: InnerRequest): Promise<number> {
+  const dir = req.containerDir;
+  const rootfs = path.join(dir, 'rootfs');
+  let mounted = false;
+  try {
+    const lowers = await ensureSnapshots(req);
+    mkdirSync(rootfs, { recursive: true });
+    const mode = await mountRootfs(req, lowers, rootfs);
+    mounted = mode === 'overlay';
+    if (req.diff && mode !== 'overlay') {
+      throw new HoistError('NO_OVERLAY', 'an overlay mount is needed to record the change of a build step, and it failed here; see hoist info');
+    }
+
+    const { resolveUser } = await import('./passwd.ts');
+    const { withHome } = await import('./run-config.ts');
+    const { lookPath } = await import('./lookpath.ts');
+    const { makeRuntimeSpec, mountDestinations } = await import('./spec.ts');
+    const user = resolveUser(rootfs, req.process.user);
+    const env = withHome(req.process.env, user.home);
+    const cmd = req.process.args[0];
+    if (cmd === undefined) throw new HoistError('NO_COMMAND', 'no command specified', { exitCode: EXIT_HOIST_FAILED });
+    const found = lookPath(rootfs, cmd, env, req.process.cwd);
+    if (found.kind === 'not-found') {
+      const how = cmd.includes('/') ? 'no such file or directory' : 'executable file not found in $PATH';
+      throw new HoistError('NOT_FOUND', `${cmd}: ${how} in the image; check the command, the image's PATH and the entrypoint`,
+        { exitCode: EXIT_NOT_FOUND });
+    }
+    if (found.kind === 'not-executable') {
+      throw new HoistError('CANNOT_EXECUTE', `${cmd}: permission denied (${found.path} is not an executable file)`,
+        { exitCode: EXIT_CANNOT_EXECUTE });
+    }
+
+    const etc = writeEtcFiles(dir, req);
+    const spec = makeRuntimeSpec({
+      rootfs, args: req.process.args, env, cwd: req.process.cwd, uid: user.uid, gid: user.gid,
+      additionalGids: user.additionalGids, terminal: req.process.terminal, hostname: req.process.hostname,
+      network: req.network, rootless: req.rootless, mounts: req.mounts, etc,
+    });
+    // Mountpoints the runtime will create in the upper dir: left out of the change unless they were already there.
+    const created = req.diff ? mountDestinations(spec).filter((d) => !existsInRoot(rootfs, d)) : [];
+    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec));
+
+    const status = await runRuntime(req);
+    log(`runtime exited ${status}`);
+
+    if (mounted) {
+      await unmountQuietly(rootfs);
+      mounted = false;
+    }
+    if (req.diff) await writeChange(path.join(dir, 'upper'), lowers, created);
+    return status;
+  } finally {
+    if (mounted) await unmountQuietly(rootfs);
+    if (req.removeAfter) await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
+}
+
+function existsInRoot(rootfs: string, dest: string): boolean {
+  try {
+    lstatSync(path.join(rootfs, dest));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Unpacks missing layers into the shared snapshot cache; returns the snapshot dirs, bottom layer first. */
+async function ensureSnapshots(req: InnerRequest): Promise<string[]> {
+  const { Snapshots } = await import('../store/snapshots.ts');
+  const snaps = new Snapshots(req.storeRoot);
+  const missing = req.layers.filter((l) => !snaps.has(l.diffID));
+  if (missing.length) {
+    const { OciLayout } = await import('../store/layout.ts');
+    const { autoDecompress } = await import('../layer/compression.ts');
+    const layout = await OciLayout.open(req.storeRoot, { create: false });
+    const opaqueXattrs = req.hostRoot ? ['trusted.overlay.opaque', 'user.overlay.opaque'] : ['user.overlay.opaque'];
+    const warned = new Set<string>();
+    for (const l of missing) {
+      log(`unpacking ${l.digest}`);
+      await snaps.ensure(l.diffID, async () => {
+        const blob = await layout.openBlob(l.digest, l.size);
+        const out = autoDecompress(`layer ${l.digest}`);
+        blob.on('error', (e) => out.destroy(e));
+        return blob.pipe(out);
+      }, {
+        whiteouts: 'keep-as-overlay',
+        opaqueXattrs,
+        where: `layer ${l.digest}`,
+        onWarning: (m: string) => {
+          if (warned.has(m)) return;
+          warned.add(m);
+          if (debug) process.stderr.write(`hoist: warning: ${m}\n`);
+        },
+      });
+    }
+  }
+  return req.layers.map((l) => snaps.dir(l.diffID));
+}
+
+/**
+ * Overlay (userxattr inside a user namespace) of the snapshots plus a fresh upper dir; else a plain copy.
+ * Lower dirs are passed relative to the snapshots directory (the helper chdirs there first) so that many layers
+ * still fit in the one page that mount options may take.
+ */
+async function mountRootfs(req: InnerRequest, lowers: string[], rootfs: string): Promise<'overlay' | 'copy'> {
+  if (req.rootfs !== 'copy') {
+    const upper = path.join(req.containerDir, 'upper');
+    const work = path.join(req.containerDir, 'work');
+    mkdirSync(upper, { recursive: true });
+    mkdirSync(work, { recursive: true });
+    if (lowers.length === 0) {
+      // overlay needs at least one lower dir: an empty one stands in for FROM scratch.
+      const empty = path.join(req.containerDir, 'empty');
+      mkdirSync(empty, { recursive: true });
+      lowers = [empty];
+    }
+    const base = path.dirname(path.dirname(lowers[0]!));
+    const rel = lowers.map((l) => (path.dirname(path.dirname(l)) === base ? path.relative(base, l) : l)).reverse();
+    const opts = [...(req.rootless ? ['userxattr'] : []), `lowerdir=${rel.join(':')}`, `upperdir=${upper}`, `workdir=${work}`];
+    const r = await exec('mount', ['-t', 'overlay', 'overlay', '-o', opts.join(','), rootfs], base);
+    if (r.code === 0) return 'overlay';
+    log(`overlay mount failed: ${r.stderr.trim()}`);
+    if (req.rootfs === 'native') {
+      throw new HoistError('NO_OVERLAY', `cannot mount the overlay root filesystem (${r.stderr.trim()}); run with --rootfs copy, or see hoist info`);
+    }
+  }
+  await copyRootfs(req, rootfs);
+  return 'copy';
+}
+
+/** The fallback: every layer unpacked in order (whiteouts applied) into the container's own directory. */
+async function copyRootfs(req: InnerRequest, rootfs: string): Promise<void> {
+  const { OciLayout } = await import('../store/layout.ts');
+  const { autoDecompress } = await import('../layer/compression.ts');
+  const { unpackLayer } = await import('../layer/unpack.ts');
+  const layout = await OciLayout.open(req.storeRoot, { create: false });
+  for (const l of req.layers) {
+    const blob = await layout.openBlob(l.digest, l.size);
+    const out = autoDecompress(`layer ${l.digest}`);
+    blob.on('error', (e) => out.destroy(e));
+    await unpackLayer(blob.pipe(out), rootfs, { where: `layer ${l.digest}` });
+  }
+}
+
+/** /etc/hosts, /etc/resolv.conf and /etc/hostname for the container, bind-mounted by the spec (as podman does). */
+function writeEtcFiles(dir: string, req: InnerRequest): { hosts: string; resolvConf: string; hostname: string } {
+  const etc = path.join(dir, 'etc');
+  mkdirSync(etc, { recursive: true });
+  const name = req.process.hostname;
+  const hostHosts = req.network === 'host' ? readOr('/etc/hosts', '') : '';
+  const hosts = (hostHosts || '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n')
+    + (hostHosts.endsWith('\n') || hostHosts === '' ? '' : '\n') + `127.0.1.1\t${name}\n`;
+  const files = { hosts: path.join(etc, 'hosts'), resolvConf: path.join(etc, 'resolv.conf'), hostname: path.join(etc, 'hostname') };
+  writeFileSync(files.hosts, hosts);
+  writeFileSync(files.resolvConf, readOr('/etc/resolv.conf', ''));
+  writeFileSync(files.hostname, `${name}\n`);
+  return files;
+}
+
+function readOr(file: string, fallback: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return fallback;
+  }
+}
+
+/** `runc run` in the foreground: it owns the terminal when there is one and forwards signals to the container. */
+function runRuntime(req: InnerRequest): Promise<number> {
+  const args = ['--root', req.runtimeRoot, 'run', '--bundle', req.containerDir, req.id];
+  log(`${req.runtime} ${args.join(' ')}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(req.runtime, args, { stdio: ['inherit', 'inherit', 'inherit'] });
+    const forward = (sig: NodeJS.Signals) => () => {
+      child.kill(sig);
+    };
+    // SIGUSR2 is hoist's own "kill the container now" (hoist rm -f): a SIGKILL can't be forwarded through runc,
+    // and PID 1 of a container ignores signals it has no handler for, so the runtime is asked to kill it.
+    const killNow = (): void => {
+      spawn(req.runtime, ['--root', req.runtimeRoot, 'kill', req.id, 'KILL'], { stdio: 'ignore' }).on('error', () => {});
+    };
+    const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT', 'SIGUSR1'];
+    const handlers: (readonly [NodeJS.Signals, () => void])[] = [...signals.map((s) => [s, forward(s)] as const), ['SIGUSR2', killNow] as const];
+    for (const [s, h] of handlers) process.on(s, h);
+    child.on('error', (e) => reject(new HoistError('NO_RUNTIME', `cannot start the OCI runtime ${req.runtime}: ${e.message}; install runc or pass --runtime`, { exitCode: EXIT_HOIST_FAILED })));
+    child.on('close', (code, signal) => {
+      for (const [s, h] of handlers) process.off(s, h);
+      resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
+    });
+  });
+}
+
+function signalNumber(sig: NodeJS.Signals): number {
+  return (osConstants.signals as Record<string, number>)[sig] ?? 0;
+}
+
+/** Streams the change (the upper dir) as an OCI layer tar to fd 3. */
+async function writeChange(upper: string, lowers: string[], created: string[]): Promise<void> {
+  const { diffUpperDir } = await import('../layer/diff.ts');
+  const createdRel = created.map((d) => d.replace(/^\/+/, ''));
+  const exclude = (rel: string): boolean => createdRel.some((c) => rel === c || rel.startsWith(`${c}/`));
+  const topDown = [...lowers].reverse();
+  const dropIfUnchanged = (rel: string, st: Stats): boolean => {
+    for (const l of topDown) {
+      let lower: Stats;
+      try {
+        lower = lstatSync(path.join(l, rel));
+      } catch {
+        continue;
+      }
+      return lower.isDirectory() && lower.mode === st.mode && lower.uid === st.uid && lower.gid === st.gid;
+    }
+    return false;
+  };
+  await pipeline(diffUpperDir(upper, { exclude, dropIfUnchanged }), createWriteStream('', { fd: 3 }));
+}
+
+function exec(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
+    child.on('error', (e) => resolve({ code: 127, stderr: e.message }));
+    child.on('close', (code) => resolve({ code: code ?? 1, stderr }));
+  });
+}
+
+async function unmountQuietly(target: string): Promise<void> {
+  if (!existsSync(target)) return;
+  await exec('umount', [target]);
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    if (isHoistError(e)) {
+      process.stderr.write(`hoist: ${e.message}\n`);
+      if (debug && e.stack) process.stderr.write(`${e.stack}\n`);
+      process.exitCode = e.exitCode === 1 ? EXIT_HOIST_FAILED : e.exitCode;
+    } else {
+      process.stderr.write(`hoist: ${(e as Error)?.message ?? String(e)}\n`);
+      if (debug) process.stderr.write(`${(e as Error)?.stack ?? ''}\n`);
+      process.exitCode = EXIT_HOIST_FAILED;
+    }
+  },
+);
