@@ -30,6 +30,8 @@ interface RunFlags extends RegistryFlags {
   workdir?: string;
   user?: string;
   entrypoint?: string;
+  /** commander names the value of `--network, --net <mode>` after the last long flag. */
+  net?: string;
   network?: string;
   hostname?: string;
   name?: string;
@@ -51,7 +53,7 @@ export default async function run(g: GlobalOptions, image: string, command: stri
 }
 
 async function runImage(g: GlobalOptions, imageArg: string, command: string[], flags: RunFlags): Promise<number> {
-  const network = parseNetwork(flags.network);
+  const network = parseNetwork(flags.network ?? flags.net);
   const pull = parsePull(flags.pull);
   const platform = flags.platform ? parsePlatform(flags.platform) : hostPlatform();
   const mounts = [...flags.volume.map(parseVolume), ...flags.tmpfs.map(parseTmpfs)];

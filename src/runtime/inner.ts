@@ -19,8 +19,12 @@ import { EXIT_CANNOT_EXECUTE, EXIT_HOIST_FAILED, EXIT_NOT_FOUND, type InnerReque
 
 let debug = false;
 
+/** Layers unpacked at once on a first run. */
+const UNPACK_PARALLELISM = 3;
+
 function log(msg: string): void {
-  if (debug) process.stderr.write(`hoist: [ns] ${msg}\n`);
+  // Milliseconds since this helper started: where the time of a `hoist run` goes.
+  if (debug) process.stderr.write(`hoist: [ns +${performance.now().toFixed(0)}ms] ${msg}\n`);
 }
 
 async function main(): Promise<number> {
@@ -48,7 +52,9 @@ async function runContainer(req: InnerRequest): Promise<number> {
   try {
     const lowers = await ensureSnapshots(req);
     mkdirSync(rootfs, { recursive: true });
+    log('snapshots ready');
     const mode = await mountRootfs(req, lowers, rootfs);
+    log(`root filesystem: ${mode}`);
     mounted = mode === 'overlay';
     if (req.diff && mode !== 'overlay') {
       throw new HoistError('NO_OVERLAY', 'an overlay mount is needed to record the change of a build step, and it failed here; see hoist info');
@@ -80,7 +86,7 @@ async function runContainer(req: InnerRequest): Promise<number> {
       network: req.network, rootless: req.rootless, mounts: req.mounts, etc,
     });
     // Mountpoints the runtime will create in the upper dir: left out of the change unless they were already there.
-    const created = req.diff ? mountDestinations(spec).filter((d) => !existsInRoot(rootfs, d)) : [];
+    const created = req.diff ? createdByRuntime(rootfs, mountDestinations(spec)) : { mountpoints: [], parents: new Set<string>() };
     writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec));
 
     const status = await runRuntime(req);
@@ -96,6 +102,25 @@ async function runContainer(req: InnerRequest): Promise<number> {
     if (mounted) await unmountQuietly(rootfs);
     if (req.removeAfter) await rm(dir, { recursive: true, force: true }).catch(() => {});
   }
+}
+
+interface CreatedPaths {
+  /** Mount destinations (relative, no leading /) missing from the image: the runtime creates them. */
+  mountpoints: string[];
+  /** Their missing parent directories, which the runtime creates too. */
+  parents: Set<string>;
+}
+
+/** What the runtime will create in the upper dir for the spec's mounts, so the change can leave it out. */
+function createdByRuntime(rootfs: string, destinations: string[]): CreatedPaths {
+  const out: CreatedPaths = { mountpoints: [], parents: new Set() };
+  for (const d of destinations) {
+    if (existsInRoot(rootfs, d)) continue;
+    const rel = d.replace(/^\/+/, '');
+    out.mountpoints.push(rel);
+    for (let p = path.posix.dirname(rel); p !== '.' && p !== '' && !existsInRoot(rootfs, p); p = path.posix.dirname(p)) out.parents.add(p);
+  }
+  return out;
 }
 
 function existsInRoot(rootfs: string, dest: string): boolean {
@@ -118,7 +143,11 @@ async function ensureSnapshots(req: InnerRequest): Promise<string[]> {
     const layout = await OciLayout.open(req.storeRoot, { create: false });
     const opaqueXattrs = req.hostRoot ? ['trusted.overlay.opaque', 'user.overlay.opaque'] : ['user.overlay.opaque'];
     const warned = new Set<string>();
-    for (const l of missing) {
+    // Layers unpack side by side: each goes to its own snapshot, and one layer's gunzip, hashing and small-file
+    // syscalls leave the disk and the other core idle.
+    const { default: pLimit } = await import('p-limit');
+    const limit = pLimit(UNPACK_PARALLELISM);
+    await Promise.all(missing.map((l) => limit(async () => {
       log(`unpacking ${l.digest}`);
       await snaps.ensure(l.diffID, async () => {
         const blob = await layout.openBlob(l.digest, l.size);
@@ -135,7 +164,8 @@ async function ensureSnapshots(req: InnerRequest): Promise<string[]> {
           if (debug) process.stderr.write(`hoist: warning: ${m}\n`);
         },
       });
-    }
+      log(`unpacked ${l.digest}`);
+    })));
   }
   return req.layers.map((l) => snaps.dir(l.diffID));
 }
@@ -238,12 +268,13 @@ function signalNumber(sig: NodeJS.Signals): number {
 }
 
 /** Streams the change (the upper dir) as an OCI layer tar to fd 3. */
-async function writeChange(upper: string, lowers: string[], created: string[]): Promise<void> {
+async function writeChange(upper: string, lowers: string[], created: CreatedPaths): Promise<void> {
   const { diffUpperDir } = await import('../layer/diff.ts');
-  const createdRel = created.map((d) => d.replace(/^\/+/, ''));
-  const exclude = (rel: string): boolean => createdRel.some((c) => rel === c || rel.startsWith(`${c}/`));
+  const exclude = (rel: string): boolean => created.mountpoints.some((c) => rel === c || rel.startsWith(`${c}/`));
   const topDown = [...lowers].reverse();
   const dropIfUnchanged = (rel: string, st: Stats): boolean => {
+    // A directory the runtime made on the way to a mountpoint goes when nothing else was put in it.
+    if (created.parents.has(rel)) return true;
     for (const l of topDown) {
       let lower: Stats;
       try {

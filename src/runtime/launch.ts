@@ -37,7 +37,7 @@ export function launch(req: InnerRequest, opts: LaunchOptions): Launched {
   const argv = [...namespaceArgv(opts.host, opts.mode), process.execPath, INNER, file];
   const stdio: StdioOptions = [opts.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'];
   if (req.diff) stdio.push('pipe');
-  const env = { ...process.env, NODE_COMPILE_CACHE: process.env['NODE_COMPILE_CACHE'] ?? path.join(os.tmpdir(), `node-compile-cache-${opts.host.uid}`) };
+  const env = { ...process.env, NODE_COMPILE_CACHE: process.env['NODE_COMPILE_CACHE'] ?? path.join(os.tmpdir(), `hoist-compile-cache-${opts.host.uid}`) };
   const child = spawn(argv[0]!, argv.slice(1), { stdio, env });
   const diff = req.diff ? (child.stdio[3] as Readable) : undefined;
 

@@ -20,7 +20,9 @@ import { mkdir, mkdtemp, readdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, pipeline, type Readable, type TransformCallback } from 'node:stream';
 import { HoistError, isErrno } from '../errors.ts';
-import { removeTree, unpackLayer, type UnpackOptions } from '../layer/unpack.ts';
+// unpack.ts (tar-stream, the native xattr module) loads only when a snapshot is made or removed: `hoist run` of an
+// image already unpacked only asks has()/dir().
+import type { UnpackOptions } from '../layer/unpack.ts';
 import { Digester, DigestMismatchError, parseDigest } from '../oci/digest.ts';
 
 export const SNAPSHOTS_DIR = 'snapshots';
@@ -88,6 +90,7 @@ export class Snapshots {
       pipeline(source, hashing, () => {});
       const where = `layer ${diffID}`;
       try {
+        const { unpackLayer } = await import('../layer/unpack.ts');
         await unpackLayer(hashing, path.join(tmp, FS_DIR), { whiteouts: 'keep-as-overlay', where, ...opts });
       } catch (e) {
         throw sourceError ?? e;
@@ -106,7 +109,7 @@ export class Snapshots {
       }
       return dir;
     } finally {
-      if (!kept) await removeTree(tmp);
+      if (!kept) await (await import('../layer/unpack.ts')).removeTree(tmp);
     }
   }
 
@@ -139,6 +142,6 @@ export class Snapshots {
       if (isErrno(e, 'ENOENT')) return;
       throw e;
     }
-    await removeTree(trash);
+    await (await import('../layer/unpack.ts')).removeTree(trash);
   }
 }
