@@ -1,4 +1,6 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --
+// `node --`: Node 24 reads --env-file even after the script name (nodejs/node#54232), so `hoist run --env-file F`
+// would be taken by Node itself; `--` ends Node's options.
 // The bin entry, in plain JS on purpose: Node strips TypeScript types before a .ts entry runs, and loading the
 // stripper costs ~40 ms per start; turning the compile cache on first lets cached .ts modules skip it.
 // The cache directory is per user: Node's default (one directory in /tmp) belongs to whoever ran first, and every

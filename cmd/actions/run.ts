@@ -56,8 +56,27 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
   const network = parseNetwork(flags.network ?? flags.net);
   const pull = parsePull(flags.pull);
   const platform = flags.platform ? parsePlatform(flags.platform) : hostPlatform();
-  const mounts = [...flags.volume.map(parseVolume), ...flags.tmpfs.map(parseTmpfs)];
-  const { readFileSync } = await import('node:fs');
+  const { openSync, closeSync, readFileSync, statSync } = await import('node:fs');
+  const binds = flags.volume.map((spec) => {
+    const m = parseVolume(spec);
+    // Checked here, as podman does: otherwise runc fails inside the container's init with exit 1 and its own log lines.
+    try {
+      statSync(m.source!);
+    } catch (e) {
+      const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'does not exist' : `cannot be used (${(e as Error).message})`;
+      throw new HoistError('BAD_MOUNT', `-v ${spec}: the host path ${m.source} ${why}; create it first or fix the path`, { exitCode: 125 });
+    }
+    return m;
+  });
+  const mounts = [...binds, ...flags.tmpfs.map(parseTmpfs)];
+  if (flags.tty) {
+    // runc run -t puts hoist's own terminal in raw mode: without one it fails late with "open /dev/tty".
+    try {
+      closeSync(openSync('/dev/tty', 'r'));
+    } catch {
+      throw new HoistError('NO_TTY', '-t: hoist is not running in a terminal (no /dev/tty); drop -t, or run it from a terminal', { exitCode: 125 });
+    }
+  }
   const envFromFiles = flags.envFile.flatMap((f) => {
     let text: string;
     try {

@@ -26,6 +26,7 @@ export interface HostInfo {
   unshare?: string;
   newuidmap?: string;
   newgidmap?: string;
+  setpriv?: string;
 }
 
 /** How the user namespace maps ids: 'auto' = root → caller plus the subordinate range; 'single' = root → caller only. */
@@ -94,6 +95,8 @@ export function detectHost(): HostInfo {
   if (unshare) info.unshare = unshare;
   if (newuidmap) info.newuidmap = newuidmap;
   if (newgidmap) info.newgidmap = newgidmap;
+  const setpriv = findExecutable('setpriv');
+  if (setpriv) info.setpriv = setpriv;
   return info;
 }
 
@@ -122,10 +125,14 @@ export function usernsMode(host: HostInfo, requested: string | undefined, warn: 
 /** The `unshare` command line that enters the namespaces for `mode` and runs the rest of argv inside them. */
 export function namespaceArgv(host: HostInfo, mode: UsernsMode): string[] {
   const unshare = host.unshare ?? 'unshare';
-  // --kill-child: if unshare itself is killed, the helper inside goes too, instead of running on orphaned.
+  // A container must not outlive hoist (kill -9 of hoist, a CI job cancelled): setpriv makes unshare die with
+  // hoist, and unshare's --kill-child then sends the helper SIGUSR2, which the helper turns into `runc kill … KILL`
+  // (see inner.ts) before it cleans up. SIGKILL there would leave the container running under a dead runc.
+  const pdeath = host.setpriv ? [host.setpriv, '--pdeathsig', 'KILL'] : [];
+  const kill = '--kill-child=SIGUSR2';
   switch (mode) {
-    case 'host': return [unshare, '--mount', '--propagation', 'private', '--fork', '--kill-child', '--'];
-    case 'auto': return [unshare, '--user', '--map-root-user', '--map-auto', '--mount', '--fork', '--kill-child', '--'];
-    case 'single': return [unshare, '--user', '--map-root-user', '--mount', '--fork', '--kill-child', '--'];
+    case 'host': return [...pdeath, unshare, '--mount', '--propagation', 'private', '--fork', kill, '--'];
+    case 'auto': return [...pdeath, unshare, '--user', '--map-root-user', '--map-auto', '--mount', '--fork', kill, '--'];
+    case 'single': return [...pdeath, unshare, '--user', '--map-root-user', '--mount', '--fork', kill, '--'];
   }
 }

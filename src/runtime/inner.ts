@@ -91,6 +91,10 @@ async function runContainer(req: InnerRequest): Promise<number> {
 
     const status = await runRuntime(req);
     log(`runtime exited ${status}`);
+    if (status !== 0) {
+      const failed = runtimeStartError(req);
+      if (failed !== undefined) throw runtimeFailure(failed, req);
+    }
 
     if (mounted) {
       await unmountQuietly(rootfs);
@@ -240,10 +244,22 @@ function readOr(file: string, fallback: string): string {
 
 /** `runc run` in the foreground: it owns the terminal when there is one and forwards signals to the container. */
 function runRuntime(req: InnerRequest): Promise<number> {
-  const args = ['--root', req.runtimeRoot, 'run', '--bundle', req.containerDir, req.id];
+  // runc's own messages (warnings such as "unable to get oom kill count", and why it could not start the
+  // container) go to a log file, not the container's stderr; a start failure is then reported as one hoist line.
+  const args = ['--root', req.runtimeRoot, '--log', runtimeLog(req), '--log-format', 'json', 'run', '--bundle', req.containerDir, req.id];
   log(`${req.runtime} ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
-    const child = spawn(req.runtime, args, { stdio: ['inherit', 'inherit', 'inherit'] });
+    // stderr goes through us: runc prints its start failure there as well as to the log ("runc run failed: …"),
+    // and hoist reports that as one line of its own. The container's stderr is a pipe then, as with docker
+    // and podman without -t; with -t the container writes to the terminal and only runc uses this stderr.
+    const child = spawn(req.runtime, args, { stdio: ['inherit', 'inherit', 'pipe'] });
+    child.stderr!.on('data', (chunk: Buffer) => {
+      if (/^runc (?:run|create) failed: /.test(chunk.toString('latin1', 0, 24))) return;
+      if (!process.stderr.write(chunk)) {
+        child.stderr!.pause();
+        process.stderr.once('drain', () => child.stderr!.resume());
+      }
+    });
     const forward = (sig: NodeJS.Signals) => () => {
       child.kill(sig);
     };
@@ -261,6 +277,44 @@ function runRuntime(req: InnerRequest): Promise<number> {
       resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
     });
   });
+}
+
+/** One line for a container the runtime could not start, with a hint where the cause is a known one. */
+function runtimeFailure(msg: string, req: InnerRequest): HoistError {
+  const detail = msg.replace(/^runc (?:run|create) failed: /, '').replace(/^unable to start container process: /, '');
+  let hint = 'check the flags (-w, -v, -u) and the image';
+  if (/setup user|invalid argument/.test(detail) && req.process.user) {
+    hint = `user ${req.process.user} may not be mapped in this user namespace (no subordinate ids?); run hoist info, or add a range to /etc/subuid and /etc/subgid`;
+  } else if (/not a directory/.test(detail)) {
+    hint = 'a path given to -w or -v is a file in the image';
+  }
+  return new HoistError('RUNTIME_FAILED', `the OCI runtime could not start the container: ${detail}; ${hint}`, { exitCode: EXIT_HOIST_FAILED });
+}
+
+function runtimeLog(req: InnerRequest): string {
+  return path.join(req.containerDir, 'runtime.log');
+}
+
+/**
+ * The error the OCI runtime logged when it could not start the container, if it did: runc writes one JSON line per
+ * message, `{"level":"error","msg":"runc run failed: …"}`. Then the non-zero status is runc's, not the command's.
+ */
+function runtimeStartError(req: InnerRequest): string | undefined {
+  let text: string;
+  try {
+    text = readFileSync(runtimeLog(req), 'utf8');
+  } catch {
+    return undefined;
+  }
+  let last: string | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.trim()) continue;
+    try {
+      const m = JSON.parse(line) as { level?: string; msg?: string };
+      if (m.level === 'error' || m.level === 'fatal') last = m.msg;
+    } catch { /* not JSON: a runtime that ignores --log-format */ }
+  }
+  return last;
 }
 
 function signalNumber(sig: NodeJS.Signals): number {

@@ -235,7 +235,7 @@ export async function runAs(user: string, cmd: string, args: string[], opts: Run
 /** Runs `hoist ARGS` (cmd/hoist.mjs on this Node 24) as `user` with HOIST_ROOT=`root`. */
 export async function hoistAs(user: string, root: string, args: string[], opts: RunAsOptions = {}): Promise<RunResult> {
   assertCheckoutReadable(user);
-  return runAs(user, process.execPath, [HOIST, ...args], { ...opts, env: { HOIST_ROOT: root, ...opts.env } });
+  return runAs(user, process.execPath, ['--', HOIST, ...args], { ...opts, env: { HOIST_ROOT: root, ...opts.env } });
 }
 
 /** Mount points at or below `dir` in this process's mount namespace. */

@@ -30,7 +30,7 @@ export function run(cmd: string, args: string[], opts: { env?: NodeJS.ProcessEnv
 
 /** Runs `hoist ARGS` on this Node (24) with HOIST_ROOT set to `root`. */
 export function hoist(root: string, args: string[], opts: { env?: NodeJS.ProcessEnv; input?: string | Buffer } = {}): Promise<RunResult> {
-  return run(process.execPath, [HOIST, ...args], { env: { ...process.env, HOIST_ROOT: root, ...opts.env }, input: opts.input });
+  return run(process.execPath, ['--', HOIST, ...args], { env: { ...process.env, HOIST_ROOT: root, ...opts.env }, input: opts.input });
 }
 
 /** Fails with the command's output when it did not exit 0. */
