@@ -197,7 +197,7 @@ for (const c of program.commands) {
 const { rewriteGoBoolFlags } = await import('./registry-flags.ts');
 let argv: string[] | undefined;
 try {
-  argv = rewriteGoBoolFlags(process.argv, new Set(['copy', 'inspect', 'list-tags', 'delete', 'login', 'logout']));
+  argv = rewriteGoBoolFlags(process.argv, new Set(['copy', 'inspect', 'list-tags', 'delete', 'login', 'logout', 'run']));
 } catch (e) {
   process.exitCode = await reportError(e, process.argv.includes('--debug'));
 }

@@ -32,14 +32,27 @@ export function parseGoBool(flag: string, value: string): boolean {
  * are untouched, so a value that merely looks like a flag inside `run`'s command line is never changed: only
  * argv of the commands in `commands` is rewritten.
  */
+/**
+ * `run`'s options that take a value: for run, rewriting stops at the image (the first positional), because what
+ * follows is the container's command line and must reach it untouched.
+ */
+const RUN_VALUE_OPTIONS = new Set(['-e', '--env', '--env-file', '-v', '--volume', '--tmpfs', '-w', '--workdir', '-u', '--user',
+  '--entrypoint', '--network', '--net', '--hostname', '--name', '--pull', '--platform', '--runtime', '--userns', '--creds',
+  '--authfile', '--cert-dir', '--retry-times', '--retry-delay', '--root']);
+
 export function rewriteGoBoolFlags(argv: string[], commands: Set<string>): string[] {
   const out = argv.slice(0, 2);
   let inCommand = false;
   let done = false;
+  let isRun = false;
   for (let i = 2; i < argv.length; i++) {
     const a = argv[i]!;
+    if (inCommand && isRun && !done && !a.startsWith('-') && !RUN_VALUE_OPTIONS.has(argv[i - 1]!)) done = true; // the image
     if (!inCommand && !done) {
-      if (commands.has(a) && argv[i - 1] !== '--root') inCommand = true;
+      if (commands.has(a) && argv[i - 1] !== '--root') {
+        inCommand = true;
+        isRun = a === 'run';
+      }
       else if (!a.startsWith('-') && argv[i - 1] !== '--root') done = true; // another command: leave it alone
       out.push(a);
       continue;

@@ -13,6 +13,12 @@ test('Go-style --flag=BOOL becomes what commander parses, only for the registry 
   assert.deepEqual(rw('copy', '--', '--tls-verify=false'), ['copy', '--', '--tls-verify=false']);
   assert.deepEqual(rw('run', 'img', '--tls-verify=false'), ['run', 'img', '--tls-verify=false']);
   assert.deepEqual(rw('copy', '--creds=a:b', 'x', 'y'), ['copy', '--creds=a:b', 'x', 'y']);
+  // run: up to the image only; the container's own arguments are left as they are.
+  const runCmds = new Set(['run']);
+  const rwRun = (...a: string[]) => rewriteGoBoolFlags(['node', 'hoist', ...a], runCmds).slice(2);
+  assert.deepEqual(rwRun('run', '--tls-verify=false', '-e', 'X=1', '-v', '/a:/b', 'img', 'cmd', '--tls-verify=false'),
+    ['run', '--no-tls-verify', '-e', 'X=1', '-v', '/a:/b', 'img', 'cmd', '--tls-verify=false']);
+  assert.deepEqual(rwRun('run', 'img', '--tls-verify=false'), ['run', 'img', '--tls-verify=false']);
   assert.throws(() => rw('copy', '--tls-verify=no'), /--tls-verify=no: not a boolean/);
 });
 
