@@ -27,7 +27,7 @@ import { startRegistry, type TestRegistry } from '../test/helpers/registry.ts';
 import { digestBytes } from '../src/oci/digest.ts';
 import { makeCopyFixture } from './fixture.ts';
 import {
-  AbortedError, dropCleanup, fmt, installSignalHandlers, isAborted, median, mib, onCleanup, runCleanups, runTool, tempDir, track, type ToolRun,
+  AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool, tempDir, track, type ToolResult, type ToolRun,
 } from './lib.ts';
 
 const exec = promisify(execFile);
@@ -40,14 +40,6 @@ const RSS_TARGET_MIB = 150;
 type ToolName = 'hoist' | 'skopeo';
 const TOOLS: readonly ToolName[] = ['hoist', 'skopeo'];
 
-interface ToolResult {
-  seconds: number[];
-  maxRssKiB: number[];
-  median: number | null;
-  /** Errors seen, in order; a run is retried once before the tool is given up on for the scenario. */
-  errors: string[];
-  failed: boolean;
-}
 
 interface ScenarioResult {
   key: string;
@@ -117,52 +109,14 @@ function log(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
 
-/**
- * Runs `once(tool, run)` `runs` times per tool, alternating tools and swapping who goes first each run.
- * A failing run is retried once (the engine may be mid-change); a second failure gives up on that tool here.
- */
 async function scenario(
   key: string, label: string, target: number | null, runs: number,
   once: (tool: ToolName, i: number) => Promise<ToolRun>,
 ): Promise<ScenarioResult> {
-  const res: Record<ToolName, ToolResult> = {
-    hoist: { seconds: [], maxRssKiB: [], median: null, errors: [], failed: false },
-    skopeo: { seconds: [], maxRssKiB: [], median: null, errors: [], failed: false },
-  };
-  for (let i = 0; i < runs; i++) {
-    const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
-    for (const tool of order) {
-      const r = res[tool];
-      if (r.failed) continue;
-      for (let attempt = 0; attempt < 2; attempt++) {
-        try {
-          const t = await once(tool, i);
-          r.seconds.push(t.seconds);
-          r.maxRssKiB.push(t.maxRssKiB);
-          log(`  ${key} ${tool} #${i + 1}: ${fmt(t.seconds)} s, ${fmt(mib(t.maxRssKiB), 0)} MiB`);
-          break;
-        } catch (e) {
-          if (isAborted()) throw e;
-          const msg = (e as Error).message;
-          r.errors.push(msg);
-          log(`  ${key} ${tool} #${i + 1} FAILED${attempt === 0 ? ' (retrying once)' : ''}: ${msg}`);
-          if (attempt === 1) r.failed = true;
-        }
-      }
-    }
-  }
-  for (const tool of TOOLS) {
-    const r = res[tool];
-    if (r.seconds.length > 0) r.median = median(r.seconds);
-  }
+  const res = await alternateRuns(key, TOOLS, runs, once);
   const ratio = res.hoist.median !== null && res.skopeo.median !== null ? res.hoist.median / res.skopeo.median : null;
   const pass = target === null ? null : ratio !== null && !res.hoist.failed && ratio <= target;
   return { key, label, target, hoist: res.hoist, skopeo: res.skopeo, ratio, pass };
-}
-
-function cell(r: ToolResult): string {
-  if (r.median === null) return 'FAILED';
-  return r.failed ? `${fmt(r.median)} (some runs FAILED)` : fmt(r.median);
 }
 
 function targetCell(s: ScenarioResult): string {
@@ -176,7 +130,7 @@ function table(scenarios: ScenarioResult[]): string {
     '|---|---:|---:|---:|---|',
   ];
   for (const s of scenarios) {
-    lines.push(`| ${s.label} | ${cell(s.hoist)} | ${cell(s.skopeo)} | ${s.ratio === null ? '—' : `${fmt(s.ratio, 2)}×`} | ${targetCell(s)} |`);
+    lines.push(`| ${s.label} | ${medianCell(s.hoist)} | ${medianCell(s.skopeo)} | ${s.ratio === null ? '—' : `${fmt(s.ratio, 2)}×`} | ${targetCell(s)} |`);
   }
   return lines.join('\n');
 }

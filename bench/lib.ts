@@ -142,3 +142,67 @@ export function fmt(x: number, digits = 3): string {
 export function mib(kib: number): number {
   return kib / 1024;
 }
+
+/** One tool's figures in one scenario. */
+export interface ToolResult {
+  seconds: number[];
+  maxRssKiB: number[];
+  median: number | null;
+  /** Errors seen, in order; a run is retried once before the tool is given up on for the scenario. */
+  errors: string[];
+  failed: boolean;
+}
+
+/**
+ * Runs `once(tool, i)` `runs` times per tool, alternating tools and swapping who goes first each run, so drift on a
+ * shared machine hits both alike. A failing run is retried once; a second failure gives up on that tool for the
+ * scenario (the errors are kept). `preFailed` names tools given up on before the first run, with why.
+ */
+export async function alternateRuns<T extends string>(
+  key: string, tools: readonly T[], runs: number,
+  once: (tool: T, i: number) => Promise<ToolRun>,
+  preFailed: Partial<Record<T, string>> = {},
+): Promise<Record<T, ToolResult>> {
+  const res = {} as Record<T, ToolResult>;
+  for (const t of tools) res[t] = { seconds: [], maxRssKiB: [], median: null, errors: [], failed: false };
+  for (const tool of tools) {
+    const why = preFailed[tool];
+    if (why !== undefined) {
+      res[tool].errors.push(why);
+      res[tool].failed = true;
+    }
+  }
+  for (let i = 0; i < runs; i++) {
+    const order = i % 2 === 0 ? tools : [...tools].reverse();
+    for (const tool of order) {
+      const r = res[tool];
+      if (r.failed) continue;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        try {
+          const t = await once(tool, i);
+          r.seconds.push(t.seconds);
+          r.maxRssKiB.push(t.maxRssKiB);
+          process.stderr.write(`  ${key} ${tool} #${i + 1}: ${fmt(t.seconds)} s, ${fmt(mib(t.maxRssKiB), 0)} MiB\n`);
+          break;
+        } catch (e) {
+          if (isAborted()) throw e;
+          const msg = (e as Error).message;
+          r.errors.push(msg);
+          process.stderr.write(`  ${key} ${tool} #${i + 1} FAILED${attempt === 0 ? ' (retrying once)' : ''}: ${msg}\n`);
+          if (attempt === 1) r.failed = true;
+        }
+      }
+    }
+  }
+  for (const tool of tools) {
+    const r = res[tool];
+    if (r.seconds.length > 0) r.median = median(r.seconds);
+  }
+  return res;
+}
+
+/** A table cell for one tool's median. */
+export function medianCell(r: ToolResult): string {
+  if (r.median === null) return 'FAILED';
+  return r.failed ? `${fmt(r.median)} (some runs FAILED)` : fmt(r.median);
+}

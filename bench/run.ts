@@ -50,7 +50,7 @@ import { run as runCmd } from '../test/helpers/run.ts';
 import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH, userTempDir } from '../test/helpers/rootless.ts';
 import { makeCopyFixture } from './fixture.ts';
 import {
-  AbortedError, fmt, installSignalHandlers, isAborted, median, mib, onCleanup, dropCleanup, runCleanups, runTool, type ToolRun,
+  AbortedError, alternateRuns, fmt, installSignalHandlers, isAborted, median, medianCell, mib, onCleanup, dropCleanup, runCleanups, runTool, type ToolResult, type ToolRun,
 } from './lib.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -66,14 +66,6 @@ const BIG_REF = 'big';
 type ToolName = 'hoist' | 'podman';
 const TOOLS: readonly ToolName[] = ['hoist', 'podman'];
 
-interface ToolResult {
-  seconds: number[];
-  maxRssKiB: number[];
-  median: number | null;
-  /** Errors seen, in order; a run is retried once before the tool is given up on for the scenario. */
-  errors: string[];
-  failed: boolean;
-}
 
 interface ScenarioResult {
   key: string;
@@ -276,60 +268,15 @@ async function makeBigImage(dir: string): Promise<{ layers: number; bytes: numbe
   return { layers: layers.length, bytes: layers.reduce((n, l) => n + l.size, 0) + config.length, digest };
 }
 
-/**
- * Runs `once(tool, i)` `runs` times per tool, alternating tools and swapping who goes first each run.
- * A failing run is retried once; a second failure gives up on that tool for the scenario (the errors are kept).
- */
 async function scenario(
   key: string, label: string, target: number | null, runs: number,
   once: (tool: ToolName, i: number) => Promise<ToolRun>,
   preFailed: Partial<Record<ToolName, string>> = {},
 ): Promise<ScenarioResult> {
-  const res: Record<ToolName, ToolResult> = {
-    hoist: { seconds: [], maxRssKiB: [], median: null, errors: [], failed: false },
-    podman: { seconds: [], maxRssKiB: [], median: null, errors: [], failed: false },
-  };
-  for (const tool of TOOLS) {
-    const why = preFailed[tool];
-    if (why !== undefined) {
-      res[tool].errors.push(why);
-      res[tool].failed = true;
-    }
-  }
-  for (let i = 0; i < runs; i++) {
-    const order = i % 2 === 0 ? TOOLS : [...TOOLS].reverse();
-    for (const tool of order) {
-      const r = res[tool];
-      if (r.failed) continue;
-      for (let attempt = 0; attempt < 2; attempt++) {
-        try {
-          const t = await once(tool, i);
-          r.seconds.push(t.seconds);
-          r.maxRssKiB.push(t.maxRssKiB);
-          log(`  ${key} ${tool} #${i + 1}: ${fmt(t.seconds)} s, ${fmt(mib(t.maxRssKiB), 0)} MiB`);
-          break;
-        } catch (e) {
-          if (isAborted()) throw e;
-          const msg = (e as Error).message;
-          r.errors.push(msg);
-          log(`  ${key} ${tool} #${i + 1} FAILED${attempt === 0 ? ' (retrying once)' : ''}: ${msg}`);
-          if (attempt === 1) r.failed = true;
-        }
-      }
-    }
-  }
-  for (const tool of TOOLS) {
-    const r = res[tool];
-    if (r.seconds.length > 0) r.median = median(r.seconds);
-  }
+  const res = await alternateRuns(key, TOOLS, runs, once, preFailed);
   const ratio = res.hoist.median !== null && res.podman.median !== null ? res.hoist.median / res.podman.median : null;
   const pass = target === null ? null : ratio !== null && !res.hoist.failed && ratio <= target;
   return { key, label, target, hoist: res.hoist, podman: res.podman, ratio, pass };
-}
-
-function cell(r: ToolResult): string {
-  if (r.median === null) return 'FAILED';
-  return r.failed ? `${fmt(r.median)} (some runs FAILED)` : fmt(r.median);
 }
 
 function table(scenarios: ScenarioResult[]): string {
@@ -340,7 +287,7 @@ function table(scenarios: ScenarioResult[]): string {
   for (const s of scenarios) {
     const ratio = s.ratio === null ? '—' : `${fmt(s.ratio, 2)}×`;
     const target = s.target === null ? '—' : `≤ ${s.target.toFixed(1)}× ${s.pass ? 'PASS' : 'MISS'}`;
-    lines.push(`| ${s.label} | ${cell(s.hoist)} | ${cell(s.podman)} | ${ratio} | ${target} |`);
+    lines.push(`| ${s.label} | ${medianCell(s.hoist)} | ${medianCell(s.podman)} | ${ratio} | ${target} |`);
   }
   return lines.join('\n');
 }
