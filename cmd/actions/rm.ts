@@ -1,5 +1,4 @@
 /** `hoist rm [-f] CONTAINER...` — removes containers: their files go from inside the user namespace (they belong to subordinate ids). */
-import path from 'node:path';
 import type { GlobalOptions } from '../main.ts';
 import { HoistError, isHoistError } from '../../src/errors.ts';
 import { storeRoot } from '../../src/store/root.ts';
@@ -15,6 +14,7 @@ export default async function rm(g: GlobalOptions, names: string[], flags: RmFla
   const root = storeRoot(g.root);
   const containers = new Containers(root);
   const host = detectHost();
+  const mode = usernsMode(host, undefined, () => {});
   let failed = 0;
   for (const n of names) {
     try {
@@ -23,12 +23,10 @@ export default async function rm(g: GlobalOptions, names: string[], flags: RmFla
         if (!flags.force) throw new HoistError('RUNNING', `container ${rec.name} is running; stop it first or use hoist rm -f`, { exitCode: 125 });
         if (rec.pid !== undefined) await killContainer(rec.pid);
       }
-      const mode = usernsMode(host, undefined, () => {});
       const code = await launch({
         op: 'remove', storeRoot: root, containerDir: containers.containerDir(rec.id), id: rec.id, layers: [],
         process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
-        runtime: '', runtimeRoot: path.join(root, 'run'), rootless: mode !== 'host', hostRoot: host.root,
-        rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
+        runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
       }, { host, mode, stdin: false }).exit;
       if (code !== 0) throw new HoistError('RM_FAILED', `could not remove the files of container ${rec.name} (${containers.containerDir(rec.id)})`, { exitCode: 125 });
       process.stdout.write(`${rec.id}\n`);

@@ -2,7 +2,6 @@
  * `hoist run [flags] IMAGE [COMMAND [ARG...]]` — podman run's flags where they apply. Exit status: the container
  * process's; 125 when hoist itself failed, 126/127 when the command can't run / isn't there (docker's codes).
  */
-import path from 'node:path';
 import type { GlobalOptions } from '../main.ts';
 import { HoistError, isHoistError } from '../../src/errors.ts';
 import { Store } from '../../src/store/store.ts';
@@ -12,7 +11,7 @@ import type { Descriptor, Platform } from '../../src/oci/types.ts';
 import { detectHost, usernsMode } from '../../src/runtime/host.ts';
 import { pickRuntime } from '../../src/runtime/oci-runtime.ts';
 import { loadRunImage } from '../../src/runtime/image.ts';
-import { Containers } from '../../src/runtime/containers.ts';
+import { Containers, newContainerId } from '../../src/runtime/containers.ts';
 import { launch } from '../../src/runtime/launch.ts';
 import { parseEnvFile, runConfig } from '../../src/runtime/run-config.ts';
 import { parseTmpfs, parseVolume } from '../../src/runtime/cli-parse.ts';
@@ -105,17 +104,11 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
     user: flags.user,
     tty: flags.tty ?? false,
   };
-  const rec = containers.create({ ...(flags.name !== undefined ? { name: flags.name } : {}), image: imageArg, imageDigest: img.digest, command: [] });
-  const hostname = flags.hostname ?? rec.id.slice(0, 12);
-  let cfg;
-  try {
-    cfg = runConfig(img.config.config, { ...req, hostname }, process.env);
-  } catch (e) {
-    await removeRecordDir(containers.containerDir(rec.id));
-    throw e;
-  }
-  rec.command = cfg.args;
-  containers.write(rec);
+  const id = newContainerId();
+  const hostname = flags.hostname ?? id.slice(0, 12);
+  // Before the record exists: a config error (no command, relative -w) leaves nothing behind.
+  const cfg = runConfig(img.config.config, { ...req, hostname }, process.env);
+  const rec = containers.create({ id, ...(flags.name !== undefined ? { name: flags.name } : {}), image: imageArg, imageDigest: img.digest, command: cfg.args });
 
   const dir = containers.containerDir(rec.id);
   const launched = launch({
@@ -128,9 +121,6 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
     network,
     mounts,
     runtime,
-    runtimeRoot: path.join(store.root, 'run', mode === 'host' ? 'runc' : `runc-${host.uid}`),
-    rootless: mode !== 'host',
-    hostRoot: host.root,
     rootfs: rootfsMode(),
     diff: false,
     removeAfter: flags.rm ?? false,

@@ -26,6 +26,11 @@ export interface ContainerRecord {
 
 const RECORD = 'hoist.json';
 
+/** A container id: 64 hex digits, as docker and podman make them. */
+export function newContainerId(): string {
+  return randomBytes(32).toString('hex');
+}
+
 export class Containers {
   readonly dir: string;
 
@@ -37,8 +42,8 @@ export class Containers {
     return path.join(this.dir, id);
   }
 
-  /** A new record with a fresh id and a unique name (`--name`, else a generated one). */
-  create(rec: Omit<ContainerRecord, 'id' | 'name' | 'created' | 'state'> & { name?: string }): ContainerRecord {
+  /** A new record (id from newContainerId()) with a unique name (`--name`, else a generated one). */
+  create(rec: Omit<ContainerRecord, 'name' | 'created' | 'state'> & { name?: string }): ContainerRecord {
     const existing = this.list();
     if (rec.name !== undefined) {
       if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(rec.name)) {
@@ -52,7 +57,7 @@ export class Containers {
     const names = new Set(existing.map((c) => c.name));
     let name = rec.name;
     while (name === undefined || names.has(name)) name = generateName();
-    const full: ContainerRecord = { ...rec, id: randomBytes(32).toString('hex'), name, created: new Date().toISOString(), state: 'created' };
+    const full: ContainerRecord = { ...rec, name, created: new Date().toISOString(), state: 'created' };
     mkdirSync(this.containerDir(full.id), { recursive: true, mode: 0o700 });
     this.write(full);
     return full;

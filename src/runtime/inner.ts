@@ -14,8 +14,10 @@ import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import type { Readable } from 'node:stream';
 import { HoistError, isHoistError } from '../errors.ts';
-import { EXIT_CANNOT_EXECUTE, EXIT_HOIST_FAILED, EXIT_NOT_FOUND, type InnerRequest } from './request.ts';
+import { EXIT_CANNOT_EXECUTE, EXIT_HOIST_FAILED, EXIT_NOT_FOUND, type InnerRequest, type LayerRef } from './request.ts';
+import { resolveInRoot } from './rootfs-path.ts';
 
 let debug = false;
 
@@ -127,9 +129,10 @@ function createdByRuntime(rootfs: string, destinations: string[]): CreatedPaths 
   return out;
 }
 
+/** Whether `dest` exists in the container's view: symlinks on the way resolve inside the rootfs, as runc resolves mount destinations. */
 function existsInRoot(rootfs: string, dest: string): boolean {
   try {
-    lstatSync(path.join(rootfs, dest));
+    lstatSync(resolveInRoot(rootfs, `/${dest}`));
     return true;
   } catch {
     return false;
@@ -142,9 +145,7 @@ async function ensureSnapshots(req: InnerRequest): Promise<string[]> {
   const snaps = new Snapshots(req.storeRoot);
   const missing = req.layers.filter((l) => !snaps.has(l.diffID));
   if (missing.length) {
-    const { OciLayout } = await import('../store/layout.ts');
-    const { autoDecompress } = await import('../layer/compression.ts');
-    const layout = await OciLayout.open(req.storeRoot, { create: false });
+    const openLayer = await layerOpener(req.storeRoot);
     const opaqueXattrs = req.hostRoot ? ['trusted.overlay.opaque', 'user.overlay.opaque'] : ['user.overlay.opaque'];
     const warned = new Set<string>();
     // Layers unpack side by side: each goes to its own snapshot, and one layer's gunzip, hashing and small-file
@@ -153,12 +154,7 @@ async function ensureSnapshots(req: InnerRequest): Promise<string[]> {
     const limit = pLimit(UNPACK_PARALLELISM);
     await Promise.all(missing.map((l) => limit(async () => {
       log(`unpacking ${l.digest}`);
-      await snaps.ensure(l.diffID, async () => {
-        const blob = await layout.openBlob(l.digest, l.size);
-        const out = autoDecompress(`layer ${l.digest}`);
-        blob.on('error', (e) => out.destroy(e));
-        return blob.pipe(out);
-      }, {
+      await snaps.ensure(l.diffID, () => openLayer(l), {
         whiteouts: 'keep-as-overlay',
         opaqueXattrs,
         where: `layer ${l.digest}`,
@@ -176,8 +172,8 @@ async function ensureSnapshots(req: InnerRequest): Promise<string[]> {
 
 /**
  * Overlay (userxattr inside a user namespace) of the snapshots plus a fresh upper dir; else a plain copy.
- * Lower dirs are passed relative to the snapshots directory (the helper chdirs there first) so that many layers
- * still fit in the one page that mount options may take.
+ * Lower dirs are passed relative to the snapshots directory (mount runs with that as its working directory) so
+ * that many layers still fit in the one page that mount options may take.
  */
 async function mountRootfs(req: InnerRequest, lowers: string[], rootfs: string): Promise<'overlay' | 'copy'> {
   if (req.rootfs !== 'copy') {
@@ -198,7 +194,7 @@ async function mountRootfs(req: InnerRequest, lowers: string[], rootfs: string):
     if (r.code === 0) return 'overlay';
     log(`overlay mount failed: ${r.stderr.trim()}`);
     if (req.rootfs === 'native') {
-      throw new HoistError('NO_OVERLAY', `cannot mount the overlay root filesystem (${r.stderr.trim()}); run with --rootfs copy, or see hoist info`);
+      throw new HoistError('NO_OVERLAY', `cannot mount the overlay root filesystem (${r.stderr.trim()}); set HOIST_ROOTFS=copy to use a plain copy, or see hoist info`);
     }
   }
   await copyRootfs(req, rootfs);
@@ -207,16 +203,22 @@ async function mountRootfs(req: InnerRequest, lowers: string[], rootfs: string):
 
 /** The fallback: every layer unpacked in order (whiteouts applied) into the container's own directory. */
 async function copyRootfs(req: InnerRequest, rootfs: string): Promise<void> {
+  const { unpackLayer } = await import('../layer/unpack.ts');
+  const openLayer = await layerOpener(req.storeRoot);
+  for (const l of req.layers) await unpackLayer(await openLayer(l), rootfs, { where: `layer ${l.digest}` });
+}
+
+/** Opens stored layers as uncompressed tar streams (the blob's digest verified as it is read). */
+async function layerOpener(storeRoot: string): Promise<(l: LayerRef) => Promise<Readable>> {
   const { OciLayout } = await import('../store/layout.ts');
   const { autoDecompress } = await import('../layer/compression.ts');
-  const { unpackLayer } = await import('../layer/unpack.ts');
-  const layout = await OciLayout.open(req.storeRoot, { create: false });
-  for (const l of req.layers) {
+  const layout = await OciLayout.open(storeRoot, { create: false });
+  return async (l) => {
     const blob = await layout.openBlob(l.digest, l.size);
     const out = autoDecompress(`layer ${l.digest}`);
     blob.on('error', (e) => out.destroy(e));
-    await unpackLayer(blob.pipe(out), rootfs, { where: `layer ${l.digest}` });
-  }
+    return blob.pipe(out);
+  };
 }
 
 /** /etc/hosts, /etc/resolv.conf and /etc/hostname for the container, bind-mounted by the spec (as podman does). */

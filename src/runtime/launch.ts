@@ -30,8 +30,18 @@ export interface Launched {
   exit: Promise<number>;
 }
 
+/** What the caller decides; the rest of the request follows from the host and the namespace mode. */
+export type LaunchRequest = Omit<InnerRequest, 'runtimeRoot' | 'rootless' | 'hostRoot'>;
+
 /** Writes the request next to the container and runs the helper on it. */
-export function launch(req: InnerRequest, opts: LaunchOptions): Launched {
+export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
+  const req: InnerRequest = {
+    ...request,
+    // runc's state: one directory per namespace kind, so rootful and rootless containers never share one.
+    runtimeRoot: path.join(request.storeRoot, 'run', opts.mode === 'host' ? 'runc' : `runc-${opts.host.uid}`),
+    rootless: opts.mode !== 'host',
+    hostRoot: opts.host.root,
+  };
   const file = path.join(req.containerDir, 'request.json');
   writeFileSync(file, JSON.stringify(req));
   const argv = [...namespaceArgv(opts.host, opts.mode), process.execPath, INNER, file];

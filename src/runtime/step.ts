@@ -7,11 +7,11 @@
  * Secrets and cache directories are bind mounts (`mounts`): they are never in the upper directory, so they never
  * reach the layer.
  */
-import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { newContainerId } from './containers.ts';
 import { detectHost, usernsMode } from './host.ts';
 import { launch } from './launch.ts';
 import { pickRuntime } from './oci-runtime.ts';
@@ -45,7 +45,7 @@ export interface StepRun {
 export function runStep(o: StepOptions): StepRun {
   const host = detectHost();
   const mode = usernsMode(host, undefined, o.warn ?? ((m) => process.stderr.write(`hoist: ${m}\n`)));
-  const id = randomBytes(32).toString('hex');
+  const id = newContainerId();
   const dir = path.join(o.storeRoot, 'containers', `build-${id.slice(0, 16)}`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const launched = launch({
@@ -61,9 +61,6 @@ export function runStep(o: StepOptions): StepRun {
     network: o.network ?? 'host',
     mounts: o.mounts ?? [],
     runtime: pickRuntime(o.runtime),
-    runtimeRoot: path.join(o.storeRoot, 'run', mode === 'host' ? 'runc' : `runc-${host.uid}`),
-    rootless: mode !== 'host',
-    hostRoot: host.root,
     rootfs: 'native',
     diff: true,
     removeAfter: true,
