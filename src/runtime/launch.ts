@@ -47,8 +47,9 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   const argv = [...namespaceArgv(opts.host, opts.mode), process.execPath, INNER, file];
   const stdio: StdioOptions = [opts.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'];
   if (req.diff) stdio.push('pipe');
-  const env = { ...process.env, NODE_COMPILE_CACHE: process.env['NODE_COMPILE_CACHE'] ?? path.join(os.tmpdir(), `hoist-compile-cache-${opts.host.uid}`) };
-  const child = spawn(argv[0]!, argv.slice(1), { stdio, env });
+  // The helper is another Node start; it finds the compile cache through NODE_COMPILE_CACHE, which the bin
+  // launcher (cmd/hoist.mjs) sets for every process hoist starts.
+  const child = spawn(argv[0]!, argv.slice(1), { stdio });
   const diff = req.diff ? (child.stdio[3] as Readable) : undefined;
 
   const forward = (sig: NodeJS.Signals) => (): void => {
