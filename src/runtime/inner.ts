@@ -102,7 +102,7 @@ async function runContainer(req: InnerRequest): Promise<number> {
       await unmountQuietly(rootfs);
       mounted = false;
     }
-    if (req.diff) await writeChange(path.join(dir, 'upper'), lowers, created);
+    if (req.diff) await writeChange(path.join(dir, 'upper'), lowers, created, req.mtimeClamp);
     return status;
   } finally {
     if (mounted) await unmountQuietly(rootfs);
@@ -324,7 +324,7 @@ function signalNumber(sig: NodeJS.Signals): number {
 }
 
 /** Streams the change (the upper dir) as an OCI layer tar to fd 3. */
-async function writeChange(upper: string, lowers: string[], created: CreatedPaths): Promise<void> {
+async function writeChange(upper: string, lowers: string[], created: CreatedPaths, mtimeClamp: string | undefined): Promise<void> {
   const { diffUpperDir } = await import('../layer/diff.ts');
   const exclude = (rel: string): boolean => created.mountpoints.some((c) => rel === c || rel.startsWith(`${c}/`));
   const topDown = [...lowers].reverse();
@@ -342,7 +342,7 @@ async function writeChange(upper: string, lowers: string[], created: CreatedPath
     }
     return false;
   };
-  await pipeline(diffUpperDir(upper, { exclude, dropIfUnchanged }), createWriteStream('', { fd: 3 }));
+  await pipeline(diffUpperDir(upper, { exclude, dropIfUnchanged, ...(mtimeClamp ? { mtimeClamp: new Date(mtimeClamp) } : {}) }), createWriteStream('', { fd: 3 }));
 }
 
 function exec(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {

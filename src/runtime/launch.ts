@@ -20,6 +20,8 @@ export interface LaunchOptions {
   mode: UsernsMode;
   /** Give the container our stdin (-i); otherwise it reads /dev/null. */
   stdin: boolean;
+  /** 'pipe': the container's stdout and stderr come back as streams (build steps show them on stderr). Default inherit. */
+  output?: 'inherit' | 'pipe';
   /** Called once the helper runs, with its pid (for records). */
   onStart?(pid: number): void;
 }
@@ -27,6 +29,9 @@ export interface LaunchOptions {
 export interface Launched {
   /** The change layer (uncompressed tar), when `req.diff`. Read it to the end before awaiting `exit`. */
   diff?: Readable;
+  /** With `output: 'pipe'`. */
+  stdout?: Readable;
+  stderr?: Readable;
   exit: Promise<number>;
 }
 
@@ -45,7 +50,8 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   const file = path.join(req.containerDir, 'request.json');
   writeFileSync(file, JSON.stringify(req));
   const argv = [...namespaceArgv(opts.host, opts.mode), process.execPath, INNER, file];
-  const stdio: StdioOptions = [opts.stdin ? 'inherit' : 'ignore', 'inherit', 'inherit'];
+  const out = opts.output === 'pipe' ? 'pipe' : 'inherit';
+  const stdio: StdioOptions = [opts.stdin ? 'inherit' : 'ignore', out, out];
   if (req.diff) stdio.push('pipe');
   // The helper is another Node start; it finds the compile cache through NODE_COMPILE_CACHE, which the bin
   // launcher (cmd/hoist.mjs) sets for every process hoist starts.
@@ -75,7 +81,11 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
       resolve(code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0));
     });
   });
-  return diff ? { diff, exit } : { exit };
+  return {
+    exit,
+    ...(diff ? { diff } : {}),
+    ...(opts.output === 'pipe' ? { stdout: child.stdout!, stderr: child.stderr! } : {}),
+  };
 }
 
 function childOf(pid: number | undefined): number | undefined {

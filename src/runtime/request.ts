@@ -48,6 +48,8 @@ export interface InnerRequest {
   rootfs: RootfsMode;
   /** Write the change (upper dir) as an uncompressed OCI layer tar to fd 3 after the process exits. */
   diff: boolean;
+  /** Newer mtimes in the change layer become this (ISO time; reproducible builds). */
+  mtimeClamp?: string;
   /** Remove the container directory when done (--rm). */
   removeAfter: boolean;
   debug: boolean;

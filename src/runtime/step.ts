@@ -32,12 +32,17 @@ export interface StepOptions {
   hostname?: string;
   runtime?: string;
   debug?: boolean;
+  /** Newer mtimes in the layer become this (reproducible builds). */
+  mtimeClamp?: Date;
   warn?: (msg: string) => void;
 }
 
 export interface StepRun {
   /** The change, as an uncompressed OCI layer tar. Consume it fully before awaiting `exit`. */
   layer: Readable;
+  /** The process's output (build progress shows it on stderr; stdout carries data only). Consume both. */
+  stdout: Readable;
+  stderr: Readable;
   /** The process's exit status (125/126/127 as with hoist run when it could not start). */
   exit: Promise<number>;
 }
@@ -65,7 +70,8 @@ export function runStep(o: StepOptions): StepRun {
     diff: true,
     removeAfter: true,
     debug: o.debug ?? false,
-  }, { host, mode, stdin: false });
+    ...(o.mtimeClamp ? { mtimeClamp: o.mtimeClamp.toISOString() } : {}),
+  }, { host, mode, stdin: false, output: 'pipe' });
   const exit = launched.exit.finally(() => rm(dir, { recursive: true, force: true }).catch(() => {}));
-  return { layer: launched.diff!, exit };
+  return { layer: launched.diff!, stdout: launched.stdout!, stderr: launched.stderr!, exit };
 }

@@ -141,6 +141,27 @@ export class OciLayout {
     await fsyncDir(path.dirname(final));
   }
 
+  /**
+   * Moves a complete temp file into blobs/ as `digest`, for a blob whose digest is known only once written (a layer
+   * compressed on the fly). The caller wrote `tmp` under tempPath(), hashed every byte on the way and fsynced it,
+   * so it vouches for the name. A blob already stored with that size is touched (through `lease`, so prune keeps it)
+   * and `tmp` is dropped. `tmp` never outlives the call.
+   */
+  async adoptTempBlob(tmp: string, digest: string, lease?: Lease): Promise<void> {
+    try {
+      const final = this.blobPath(digest);
+      if (await touch(final, lease?.touchTimeMs() ?? Date.now())) {
+        const [have, mine] = await Promise.all([stat(final), stat(tmp)]);
+        if (have.size === mine.size) return;
+      }
+      await mkdir(path.dirname(final), { recursive: true });
+      await rename(tmp, final);
+      await fsyncDir(path.dirname(final));
+    } finally {
+      await rm(tmp, { force: true });
+    }
+  }
+
   /** Stores bytes already in memory (manifests, configs); returns their digest (computed when not given, else checked). */
   async putBlobBytes(bytes: Uint8Array, digest?: string, lease?: Lease): Promise<string> {
     const d = digest ?? digestBytes(bytes);

@@ -27,6 +27,8 @@ const done = new Promise<void>((resolve, reject) => {
   ex.on('finish', resolve);
   ex.on('error', reject);
 });
+step.stdout.pipe(process.stderr);
+step.stderr.pipe(process.stderr);
 step.layer.pipe(ex);
 await done;
 const exit = await step.exit;

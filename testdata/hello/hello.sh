@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "$GREETING from a hoist build ($(cat /app/built.txt))"
