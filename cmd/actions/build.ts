@@ -41,7 +41,7 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
   const { parseDockerfile } = await import('../../src/dockerfile/parse.ts');
   const { runBuild } = await import('../../src/build/builder.ts');
   const { writeImage, parseOutput, exportImage } = await import('../../src/build/image-write.ts');
-  const { parseDuration } = await import('../../src/build/cache.ts');
+  const { parseDuration } = await import('../../src/store/build-cache.ts');
   const { parsePlatform } = await import('../../src/oci/platform.ts');
   const { makeBuildProgress } = await import('../build-progress.ts');
 

@@ -15,7 +15,7 @@ import type { Store } from '../store/store.ts';
 import type { Lease } from '../store/lease.ts';
 import type { RegistryAccess } from '../transport/types.ts';
 import type { Mount } from '../runtime/spec.ts';
-import { BuildCache, CACHE_DIR, stepKey, type CacheEntry } from './cache.ts';
+import { BuildCache, CACHE_DIR, stepKey, type CacheEntry } from '../store/build-cache.ts';
 import { resolveImage, type BaseImage } from './base-image.ts';
 import { flagBool, flagValue, flagValues, parseGoDuration } from '../dockerfile/flags.ts';
 import { expandAt, PROXY_ARGS, planBuild, platformArgs, posString, stageRef, type BuildPlan, type PlannedStage } from './plan.ts';

@@ -2,15 +2,11 @@
  * The image a stage is building, step by step: its layers, its config (what `docker inspect` shows) and its history.
  * Pure: instructions that change only metadata are applied here; the builder adds layers.
  */
+import type { CachedLayer } from '../store/build-cache.ts';
 import type { ContainerConfig, HistoryEntry, ImageConfig, Platform } from '../oci/types.ts';
 
-export interface BuiltLayer {
-  /** The compressed blob in the store. */
-  digest: string;
-  size: number;
-  mediaType: string;
-  diffID: string;
-}
+/** A layer of the image being built (the cache stores the same shape). */
+export type BuiltLayer = CachedLayer;
 
 export interface ImageState {
   layers: BuiltLayer[];

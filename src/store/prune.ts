@@ -62,6 +62,8 @@ export interface PruneOptions {
   only?: Set<string>;
   /** A lease file to leave out of the cutoff: the aborting writer's own, whose blobs are the ones being discarded. */
   ignoreLease?: string;
+  /** Blobs to keep although no image reaches them (layers the build cache still uses). */
+  keep?: Set<string>;
 }
 
 /**
@@ -86,6 +88,7 @@ export async function prune(layout: OciLayout, opts: PruneOptions = {}): Promise
       }
 
       const reachable = await reachableBlobs(layout); // P4
+      for (const d of opts.keep ?? []) reachable.add(d);
       const result = await deleteUnreachable(layout, reachable, cutoff, opts.only); // P5
       await removeStaleTemps(layout, startMs);
       return result;

@@ -5,12 +5,20 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile, utimes } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
-import type { BuiltLayer } from './state.ts';
+
+/** A layer a step produced: the compressed blob in the store and its uncompressed digest. */
+export interface CachedLayer {
+  digest: string;
+  size: number;
+  mediaType: string;
+  diffID: string;
+}
 
 export interface CacheEntry {
   /** The step's layer; absent for a step that changed no file. */
-  layer?: BuiltLayer;
+  layer?: CachedLayer;
   /** The history entry's `created` the first time: a cached rebuild gives the same config, so the same image ID. */
   created: string;
 }
@@ -74,6 +82,65 @@ export class BuildCache {
       await rm(tmp, { force: true });
       throw e;
     }
+  }
+}
+
+export interface TrimResult {
+  /** Entries removed (too old, or all with `all`). */
+  removed: number;
+  /** Blobs the remaining entries use: prune keeps them. */
+  keep: Set<string>;
+}
+
+/**
+ * For `hoist prune`: drops entries not used for `maxAgeMs` (by file mtime: get() touches it), or all of them, and
+ * tells which blobs the rest still need. Entries whose blob is gone are harmless (get() misses) and go too.
+ */
+export async function trimBuildCache(storeRoot: string, opts: { maxAgeMs?: number; all?: boolean; hasBlob: (d: string) => Promise<boolean> }): Promise<TrimResult> {
+  const dir = path.join(storeRoot, CACHE_DIR, 'steps');
+  const keep = new Set<string>();
+  let removed = 0;
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch {
+    return { removed, keep };
+  }
+  const now = Date.now();
+  for (const n of names) {
+    const file = path.join(dir, n);
+    let drop = opts.all === true || !n.endsWith('.json');
+    let layer: CachedLayer | undefined;
+    if (!drop) {
+      try {
+        const st = await stat(file);
+        if (opts.maxAgeMs !== undefined && now - st.mtimeMs > opts.maxAgeMs) drop = true;
+        layer = (JSON.parse(await readFile(file, 'utf8')) as CacheEntry).layer;
+        if (layer && !(await opts.hasBlob(layer.digest))) drop = true;
+      } catch {
+        drop = true;
+      }
+    }
+    if (drop) {
+      await rm(file, { force: true });
+      removed++;
+    } else if (layer) keep.add(layer.digest);
+  }
+  // Temp dirs of builds that are gone (a live build's pid is in the name).
+  const tmp = path.join(storeRoot, CACHE_DIR, 'tmp');
+  for (const t of await readdir(tmp).catch(() => [] as string[])) {
+    const pid = Number(t.split('-')[0]);
+    if (Number.isInteger(pid) && pid > 0 && !alive(pid)) await rm(path.join(tmp, t), { recursive: true, force: true });
+  }
+  return { removed, keep };
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
