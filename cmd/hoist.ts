@@ -31,9 +31,31 @@ program
   .description('build an image from a Dockerfile (rootless)')
   .argument('[context]', 'build context directory, or - for a Dockerfile on stdin')
   .option('-t, --tag <name>', 'name the image (repeatable)', collect, [])
-  .option('-f, --file <file>', 'Dockerfile path, or - for stdin')
-  .allowUnknownOption(true)
+  .option('-f, --file <file>', 'Dockerfile path (default CONTEXT/Dockerfile, then Containerfile), or - for stdin')
+  .option('--build-arg <name[=value]>', 'set a build ARG (without =value: from the environment) (repeatable)', collect, [])
+  .option('--target <stage>', 'build this stage (and what it needs) instead of the last')
+  .option('--platform <os/arch[/variant]>', 'platform to build for (TARGETPLATFORM)')
+  .option('--label <key=value>', 'add a label to the image (repeatable)', collect, [])
+  .option('--annotation <key=value>', 'add an annotation to the manifest (repeatable)', collect, [])
+  .option('--secret <id=ID,src=FILE|env=VAR>', 'a secret for RUN --mount=type=secret (repeatable); never stored in the image', collect, [])
+  .option('--network <mode>', 'network for RUN steps: default (host), host or none')
+  .option('--no-cache', 'do not use the build cache (results are still recorded)')
+  .option('--pull [policy]', 'pull FROM images: always (bare --pull), missing (default), never')
+  .option('--iidfile <file>', 'write the image ID to this file')
+  .option('--squash', 'squash the new layers into one (not supported yet)')
+  .option('--timestamp <seconds>', 'reproducible build: created times and newer file mtimes set to this (also SOURCE_DATE_EPOCH)')
+  .addOption(new Option('--source-date-epoch <seconds>').hideHelp())
+  .addOption(new Option('--format <format>', 'image format').choices(['oci', 'docker']))
+  .option('-o, --output <spec>', 'also export: type=local,dest=DIR | type=oci,dest=FILE | type=docker-archive,dest=FILE | type=registry (repeatable)', collect, [])
+  .option('--push', 'push every -t name to its registry')
+  .addOption(new Option('--compress <format>', 'layer compression').choices(['gzip', 'zstd']))
+  .option('--cache-ttl <duration>', 'ignore cache entries older than this (e.g. 24h)')
+  .addOption(new Option('--layers [bool]', 'buildah compatibility: hoist always caches layers').hideHelp())
+  .option('--runtime <path>', 'OCI runtime for RUN steps (default runc)')
+  .option('-q, --quiet', 'print only the image ID')
+  .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'))
   .action(runAction('build'));
+registryOptions(program.commands[program.commands.length - 1]!);
 
 program
   .command('copy')
@@ -53,6 +75,12 @@ program
   .option('-j, --jobs <n>', 'blobs copied at once')
   .option('--image-parallel-copies <n>', 'same as --jobs (skopeo\'s name)')
   .option('--digestfile <file>', 'write the digest of the copied manifest to this file')
+  .option('--sign-by-sigstore-private-key <key>', 'sign the copied image with this private key (simple signing and a sigstore bundle)')
+  .option('--sign-passphrase-file <file>', 'passphrase of the signing key (first line; else $COSIGN_PASSWORD or a prompt)')
+  .option('--sign-identity <ref>', 'identity to sign as (default: the destination, HOST/REPO:TAG)')
+  .option('--sign-by <fingerprint>', 'GPG signing: not supported')
+  .option('--sign-by-sq-fingerprint <fingerprint>', 'Sequoia-PGP signing: not supported')
+  .option('--sign-by-sigstore <param-file>', 'keyless sigstore signing: not supported (needs Fulcio/Rekor/OIDC)')
   .option('-q, --quiet', 'print nothing on stderr')
   .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'));
 sideRegistryOptions(program.commands[program.commands.length - 1]!);
@@ -86,6 +114,40 @@ registryOptions(program
   .description('delete an image\'s manifest from a registry (by tag or digest)')
   .argument('<ref>', 'docker://HOST/REPO:TAG or @DIGEST'))
   .action(runAction('delete'));
+
+registryOptions(program
+  .command('sign')
+  .description('sign an image where it is (registry, oci: layout, local store) without pulling it')
+  .argument('<ref>', 'image reference (docker://… for a registry; a bare name is the local store)')
+  .option('--key <file>', 'private key (cosign / skopeo generate-sigstore-key format)')
+  .option('--passphrase-file <file>', 'passphrase of the key (first line; else $COSIGN_PASSWORD or a prompt)')
+  .option('--identity <ref>', 'docker reference the signature claims (default: the image\'s, HOST/REPO:TAG)')
+  .option('--format <format>', 'simple (a .sig attachment, what skopeo/podman read), bundle (a sigstore bundle referrer, cosign v3) or both', 'both')
+  .option('--recursive', 'for an index, sign every manifest it lists too')
+  .option('-q, --quiet', 'print only the signed digests')
+  .option('--fulcio-url <url>', 'keyless signing: not supported')
+  .option('--rekor-url <url>', 'keyless signing: not supported')
+  .option('--oidc-issuer <url>', 'keyless signing: not supported'))
+  .addHelpText('after', transportsHelp)
+  .action(runAction('sign'));
+
+registryOptions(program
+  .command('verify')
+  .description('check an image\'s signatures (simple signing and sigstore bundles) with a public key')
+  .argument('<ref>', 'image reference')
+  .option('--key <file>', 'public key (PEM)')
+  .option('--identity <ref>', 'identity the signature must claim (a repository alone: any tag); default: matchRepoDigestOrExact against REF')
+  .option('--format <format>', 'text or json', 'text'))
+  .addHelpText('after', transportsHelp)
+  .action(runAction('verify'));
+
+program
+  .command('generate-key')
+  .alias('generate-sigstore-key')
+  .description('make a signing key pair: PREFIX.private (encrypted) and PREFIX.pub')
+  .option('--output-prefix <prefix>', 'write PREFIX.private and PREFIX.pub')
+  .option('--passphrase-file <file>', 'passphrase for the private key (first line; else $COSIGN_PASSWORD or a prompt asked twice)')
+  .action(runAction('generate-key'));
 
 program
   .command('manifest-digest')
@@ -185,7 +247,9 @@ program
 
 program
   .command('prune')
-  .description('delete blobs no image name reaches (safe while other hoist processes write)')
+  .description('delete blobs no image name reaches, and build-cache entries unused for --cache-ttl (safe while other hoist processes write)')
+  .option('--build-cache', 'remove every build-cache entry (the next build runs every step)')
+  .option('--cache-ttl <duration>', 'build-cache entries unused this long are removed', '168h')
   .action(runAction('prune'));
 
 // Global options are positional (see enablePositionalOptions above); accept them after the command name too, as before.
@@ -197,7 +261,7 @@ for (const c of program.commands) {
 const { rewriteGoBoolFlags } = await import('./registry-flags.ts');
 let argv: string[] | undefined;
 try {
-  argv = rewriteGoBoolFlags(process.argv, new Set(['copy', 'inspect', 'list-tags', 'delete', 'login', 'logout', 'run']));
+  argv = rewriteGoBoolFlags(process.argv, new Set(['build', 'copy', 'inspect', 'list-tags', 'delete', 'login', 'logout', 'run', 'sign', 'verify']));
 } catch (e) {
   process.exitCode = await reportError(e, process.argv.includes('--debug'));
 }

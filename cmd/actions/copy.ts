@@ -2,7 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import type { GlobalOptions } from '../main.ts';
 import { HoistError } from '../../src/errors.ts';
 import { openDestination, openSource } from '../../src/transport/index.ts';
-import { parseImageReference, type ImageRef } from '../../src/transport/reference.ts';
+import { formatImageReference, parseImageReference, type ImageRef } from '../../src/transport/reference.ts';
 import { hostPlatform, parsePlatform } from '../../src/oci/platform.ts';
 import { parseDockerReference, formatReference, type DockerReference } from '../../src/oci/reference.ts';
 import type { Platform } from '../../src/oci/types.ts';
@@ -28,6 +28,12 @@ interface CopyFlags extends CopyRegistryFlags, OverrideFlags {
   allTags?: boolean;
   jobs?: string;
   imageParallelCopies?: string;
+  signBySigstorePrivateKey?: string;
+  signPassphraseFile?: string;
+  signIdentity?: string;
+  signBy?: string;
+  signBySqFingerprint?: string;
+  signBySigstore?: string;
 }
 
 /** Tags copied at once by --all-tags (each copy has its own blob parallelism). */
@@ -41,20 +47,66 @@ export default async function copy(g: GlobalOptions, srcArg: string, dstArg: str
   const dstAccess = await copyRegistryAccess(flags, 'dest');
   const options = copyOptions(flags, platforms);
 
-  if (flags.allTags) return copyAllTags(g, srcRef, dstRef, srcAccess, dstAccess, options, flags);
+  const signer = await prepareSigning(flags, dstRef);
+  if (flags.allTags) {
+    if (signer) throw new HoistError('BAD_FLAG', '--all-tags does not sign: copy, then hoist sign each tag', { exitCode: 2 });
+    return copyAllTags(g, srcRef, dstRef, srcAccess, dstAccess, options, flags);
+  }
 
   const progress = makeProgress(flags.progress, flags.quiet);
   const src = await openSource(srcRef, { storeRoot: g.root, registry: srcAccess });
+  let digest: string;
   try {
     const dst = await openDestination(dstRef, { storeRoot: g.root, platform: platforms[0], registry: dstAccess });
     const result = await copyImage(src, dst, { ...options, onEvent: progress?.onEvent });
     progress?.done(result);
-    if (flags.digestfile) await writeFile(flags.digestfile, result.digest);
-    return 0;
+    digest = result.digest;
   } finally {
     await src.close();
   }
+  if (signer) await signer(g, dstAccess, flags.quiet === true || flags.progress === 'quiet');
+  if (flags.digestfile) await writeFile(flags.digestfile, digest);
+  return 0;
 }
+
+type Signer = (g: GlobalOptions, access: RegistryAccess, quiet: boolean) => Promise<void>;
+
+/**
+ * skopeo's signing flags. Everything that can fail (unsupported kinds, no identity, key, passphrase) is checked before
+ * the copy starts; the returned signer signs the destination's top manifest afterwards, in both formats (skopeo has
+ * no format flag; containers tools read the simple signature, cosign v3 the bundle).
+ */
+async function prepareSigning(flags: CopyFlags, dstRef: ImageRef): Promise<Signer | undefined> {
+  if (flags.signBy !== undefined || flags.signBySqFingerprint !== undefined) {
+    throw new HoistError('NOT_SUPPORTED', `--${flags.signBy !== undefined ? 'sign-by' : 'sign-by-sq-fingerprint'}: GPG / OpenPGP signing is not supported by hoist; sign with --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
+  }
+  const { KEYLESS_MESSAGE, loadPrivateKey } = await import('./sign.ts');
+  if (flags.signBySigstore !== undefined) throw new HoistError('NOT_SUPPORTED', `--sign-by-sigstore: ${KEYLESS_MESSAGE}; use --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
+  if (flags.signBySigstorePrivateKey === undefined) {
+    if (flags.signPassphraseFile !== undefined || flags.signIdentity !== undefined) {
+      throw new HoistError('BAD_FLAG', `--${flags.signPassphraseFile !== undefined ? 'sign-passphrase-file' : 'sign-identity'} needs --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
+    }
+    return undefined;
+  }
+  const { signingIdentity, openSignTarget, signImage } = await import('../../src/sign/sign-image.ts');
+  if (dstRef.transport === 'oci-archive' || dstRef.transport === 'docker-archive') {
+    throw new HoistError('NOT_SUPPORTED', `${formatImageReference(dstRef)}: an archive cannot hold signatures; copy to a registry, an oci: layout or the local store to sign`, { exitCode: 2 });
+  }
+  const identity = signingIdentity(dstRef, 'sign-identity', flags.signIdentity);
+  const privateKey = await loadPrivateKey('sign-by-sigstore-private-key', flags.signBySigstorePrivateKey, flags.signPassphraseFile);
+  return async (g, access, quiet) => {
+    const target = await openSignTarget(dstRef, { storeRoot: g.root, registry: access });
+    try {
+      await signImage(target, {
+        privateKey, identity, formats: { simple: true, bundle: true },
+        ...(quiet ? {} : { onInfo: (line: string) => process.stderr.write(`${line}\n`) }),
+      });
+    } finally {
+      await target.source.close();
+    }
+  };
+}
+
 
 /** --platform, else --override-*, else --multi-arch system → this machine; otherwise every platform (empty list). */
 function selectedPlatforms(flags: CopyFlags): Platform[] {
