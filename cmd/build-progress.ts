@@ -34,17 +34,19 @@ const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`;
 
 function plain(out: NodeJS.WritableStream): BuildProgress {
   const started = new Map<number, number>();
-  const partial = new Map<number, string>();
+  // Unfinished lines per step and stream (`id/stream`): a process's stdout and stderr must not mix within a line.
+  const partial = new Map<string, string>();
   const cached = new Set<number>();
-  const flush = (id: number, final: boolean): void => {
-    const rest = partial.get(id);
+  const flush = (key: string, final: boolean): void => {
+    const rest = partial.get(key);
     if (rest === undefined) return;
+    const id = Number(key.slice(0, key.indexOf('/')));
     const lines = rest.split('\n');
     const keep = final ? '' : lines.pop()!;
     const t = ((Date.now() - (started.get(id) ?? Date.now())) / 1000).toFixed(3);
     for (const l of final ? lines.filter((x, i) => i < lines.length - 1 || x !== '') : lines) out.write(`#${id} ${t} ${l}\n`);
-    if (keep) partial.set(id, keep);
-    else partial.delete(id);
+    if (keep) partial.set(key, keep);
+    else partial.delete(key);
   };
   return {
     event(e) {
@@ -53,17 +55,20 @@ function plain(out: NodeJS.WritableStream): BuildProgress {
           started.set(e.id, Date.now());
           out.write(`#${e.id} [${e.stage} ${e.n}/${e.of}] ${e.text}\n`);
           break;
-        case 'output':
-          partial.set(e.id, (partial.get(e.id) ?? '') + e.chunk.toString('utf8'));
-          flush(e.id, false);
+        case 'output': {
+          const key = `${e.id}/${e.stream ?? 1}`;
+          partial.set(key, (partial.get(key) ?? '') + e.chunk.toString('utf8'));
+          flush(key, false);
           break;
+        }
         case 'cached':
           cached.add(e.id);
           out.write(`#${e.id} CACHED\n`);
           break;
         case 'done':
           if (cached.has(e.id)) break;
-          flush(e.id, true);
+          flush(`${e.id}/1`, true);
+          flush(`${e.id}/2`, true);
           out.write(`#${e.id} DONE ${secs(e.ms)}\n`);
           break;
         case 'warning':
@@ -75,7 +80,7 @@ function plain(out: NodeJS.WritableStream): BuildProgress {
       }
     },
     finish() {
-      for (const id of [...partial.keys()]) flush(id, true);
+      for (const key of [...partial.keys()]) flush(key, true);
     },
   };
 }
@@ -86,7 +91,8 @@ interface TtyStep {
   ms?: number;
   cached: boolean;
   tail: string[];
-  partial: string;
+  /** Unfinished line per stream (1 stdout, 2 stderr). */
+  partial: Map<number, string>;
 }
 
 function tty(out: NodeJS.WriteStream): BuildProgress {
@@ -122,13 +128,13 @@ function tty(out: NodeJS.WriteStream): BuildProgress {
     event(e) {
       switch (e.type) {
         case 'step':
-          steps.set(e.id, { text: `[${e.stage} ${e.n}/${e.of}] ${e.text}`, start: Date.now(), cached: false, tail: [], partial: '' });
+          steps.set(e.id, { text: `[${e.stage} ${e.n}/${e.of}] ${e.text}`, start: Date.now(), cached: false, tail: [], partial: new Map() });
           break;
         case 'output': {
           const s = steps.get(e.id);
           if (!s) break;
-          const lines = (s.partial + e.chunk.toString('utf8')).split('\n');
-          s.partial = lines.pop()!;
+          const lines = ((s.partial.get(e.stream ?? 1) ?? '') + e.chunk.toString('utf8')).split('\n');
+          s.partial.set(e.stream ?? 1, lines.pop()!);
           s.tail = [...s.tail, ...lines].slice(-TAIL);
           break;
         }

@@ -5,6 +5,7 @@
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { randomBytes, createHash } from 'node:crypto';
 import { HoistError } from '../errors.ts';
 import { expandWord, expandWords } from '../dockerfile/shell-lex.ts';
@@ -65,13 +66,16 @@ export type BuildEvent =
   | { type: 'step'; id: number; stage: string; n: number; of: number; text: string }
   | { type: 'cached'; id: number }
   | { type: 'done'; id: number; ms: number }
-  | { type: 'output'; id: number; chunk: Buffer }
+  /** stream 2: the process's stderr (progress keeps partial lines per stream, so the two never mix within a line). */
+  | { type: 'output'; id: number; chunk: Buffer; stream?: 1 | 2 }
   | { type: 'warning'; message: string }
   | { type: 'info'; message: string };
 
 export interface StageResult {
   state: ImageState;
   label: string;
+  /** What of `state` came from outside the build: the layers and history entries of the image its FROM chain starts at. */
+  base: { layers: number; history: number };
 }
 
 export interface BuildOutcome {
@@ -80,7 +84,12 @@ export interface BuildOutcome {
   platform: Platform;
   /** The created time of the newest step, for the config's `created` (a fully cached rebuild gives the same image). */
   created: string;
+  /** The layers and history entries of `state` that the base image brought (--squash leaves them alone). */
+  base: { layers: number; history: number };
 }
+
+/** In-memory budget for small files read from layers (LayerTreeOptions.memoryBytes), for the whole build. */
+const TREE_MEMORY_BYTES = 48 * 1024 * 1024;
 
 /** Steps that change files; the others change only the config and are not numbered in progress. */
 const FS_STEPS = new Set(['RUN', 'COPY', 'ADD', 'WORKDIR']);
@@ -133,7 +142,7 @@ class Builder {
     if (unused.length) this.o.events({ type: 'warning', message: `one or more build-args [${unused.join(' ')}] were not consumed` });
     if (this.#checksums) await (await this.#checksums).save();
     const created = result.state.config.history?.map((h) => h.created ?? '').reduce((a, c) => (c > a ? c : a), '') ?? '';
-    return { state: result.state, platform: this.target, created };
+    return { state: result.state, platform: this.target, created, base: result.base };
   }
 
   async close(): Promise<void> {
@@ -188,7 +197,11 @@ class Builder {
         const dir = path.join(this.tmp, `tree-${this.#trees.size}`);
         await mkdir(dir, { recursive: true });
         return LayerTree.open(this.o.store.layout, state.layers.map((l) => ({ mediaType: l.mediaType, digest: l.digest, size: l.size })),
-          state.layers.map((l) => l.diffID), { tmpDir: dir, indexCacheDir: path.join(this.o.store.root, CACHE_DIR, 'layer-index') });
+          state.layers.map((l) => l.diffID), {
+            tmpDir: dir, indexCacheDir: path.join(this.o.store.root, CACHE_DIR, 'layer-index'),
+            // Small files COPY --from reads stay in memory (bounded): no temp file created, read back and removed.
+            memoryBytes: TREE_MEMORY_BYTES,
+          });
       })();
       this.#trees.set(state.key, p);
     }
@@ -245,6 +258,9 @@ class StageRun {
   #cmdSet = false;
   #n = 0;
   readonly #of: number;
+  /** The FROM image's ONBUILD triggers (inheritConfig leaves them out of the new config); they run first. */
+  #baseTriggers: string[] | undefined;
+  #base = { layers: 0, history: 0 };
 
   constructor(b: Builder, ps: PlannedStage) {
     this.b = b;
@@ -258,7 +274,7 @@ class StageRun {
 
   async run(): Promise<StageResult> {
     await this.#from();
-    const triggers = containerConfig(this.state.config).OnBuild ?? [];
+    const triggers = this.#baseTriggers ?? containerConfig(this.state.config).OnBuild ?? [];
     delete containerConfig(this.state.config).OnBuild;
     if (triggers.length) {
       const { parseDockerfile } = await import('../dockerfile/parse.ts');
@@ -268,7 +284,7 @@ class StageRun {
       }
     }
     for (const ins of this.ps.stage.instructions) await this.#instruction(ins);
-    return { state: this.state, label: this.ps.label };
+    return { state: this.state, label: this.ps.label, base: this.#base };
   }
 
   #platform(): Platform {
@@ -291,8 +307,11 @@ class StageRun {
     } else if (base.kind === 'stage') {
       const r = await this.b.stage(base.index);
       this.state = cloneState(r.state);
+      this.#base = r.base;
     } else {
       const img = await this.b.image(base.name, platform);
+      this.#baseTriggers = img.config.config?.OnBuild ?? undefined;
+      this.#base = { layers: img.layers.length, history: img.config.history?.length ?? 0 };
       this.state = {
         layers: [...img.layers],
         config: inheritConfig(img.config, platform),
@@ -344,8 +363,9 @@ class StageRun {
       this.args.set(name, v);
       this.b.noteArg(name);
     }
-    // ARG changes what later steps see, so it is part of the key (the values themselves enter RUN keys via env).
-    this.state.key = stepKey(this.state.key, 'ARG', ins.args.map((a) => [a.name, this.args.get(a.name) ?? null]));
+    // The names only: a value reaches a step's key where the step uses it (RUN env, expanded COPY/ENV/… words), so a
+    // changed --build-arg misses the cache at the first RUN after the ARG, not at the ARG (docker's and BuildKit's rule).
+    this.state.key = stepKey(this.state.key, 'ARG', ins.args.map((a) => a.name));
   }
 
   /** Instructions that change only the config: applied, recorded in history as empty layers, keyed for the next steps. */
@@ -354,6 +374,8 @@ class StageRun {
     const cc = containerConfig(c);
     const shell = cc.Shell ?? DEFAULT_SHELL;
     let describe: unknown = ins.original;
+    // BuildKit's history shows ENV, LABEL and USER with their words expanded (`ENV K=v K2=v2`); the rest as written.
+    let history = historyText(ins);
     switch (ins.kind) {
       case 'ENV': {
         const env = this.env();
@@ -362,14 +384,17 @@ class StageRun {
         for (const [k, v] of pairs) list = setEnv(list, k, v);
         cc.Env = list;
         describe = pairs;
+        history = `ENV ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
         break;
       }
       case 'LABEL': {
         const env = this.env();
         const labels = { ...(cc.Labels ?? {}) };
-        for (const p of ins.pairs) labels[expandAt(p.key, env, ins.pos, this.escape)] = expandAt(p.value, env, ins.pos, this.escape);
+        const pairs = ins.pairs.map((p) => [expandAt(p.key, env, ins.pos, this.escape), expandAt(p.value, env, ins.pos, this.escape)] as const);
+        for (const [k, v] of pairs) labels[k] = v;
         cc.Labels = labels;
         describe = labels;
+        history = `LABEL ${pairs.map(([k, v]) => `${k}=${v}`).join(' ')}`;
         break;
       }
       case 'MAINTAINER':
@@ -378,6 +403,7 @@ class StageRun {
       case 'USER':
         cc.User = this.#expand(ins.value, ins);
         describe = cc.User;
+        history = `USER ${cc.User}`;
         break;
       case 'STOPSIGNAL':
         cc.StopSignal = this.#expand(ins.value, ins);
@@ -426,7 +452,7 @@ class StageRun {
     const entry = await this.b.cache.get(this.state.key);
     const created = this.b.createdFor(entry);
     if (!entry) await this.b.cache.put(this.state.key, { created });
-    addHistory(c, { created, created_by: historyText(ins), comment: 'buildkit.dockerfile.v0', empty_layer: true });
+    addHistory(c, { created, created_by: history, comment: 'buildkit.dockerfile.v0', empty_layer: true });
   }
 
   async #workdir(raw: string, ins: Instruction): Promise<void> {
@@ -442,9 +468,24 @@ class StageRun {
       if (await tree.isDir(dir.slice(1))) return undefined;
       const { copyLayer } = await import('./copy-layer.ts');
       const now = this.b.mtimeClamp?.getTime() ?? Date.now();
-      const match: SourceMatch = { rel: '', entries: [{ rel: '', type: 'directory', mode: 0o755, uid: 0, gid: 0, size: 0, mtimeMs: now }] };
-      return copyLayer([[match]], { dest: `${dir}/`, sourceCount: 1, lower: (abs: string) => tree.stat(abs.replace(/^\/+/, '')), ...(this.b.mtimeClamp ? { mtimeClamp: this.b.mtimeClamp } : {}) });
-    });
+      // BuildKit makes the directories as the USER in force (mkdir WithUser); a name it cannot find stays root.
+      let owner: { uid: number; gid: number } | undefined;
+      if (cc.User) {
+        const { resolveChown } = await import('./chown.ts');
+        const passwd = (await tree.readFile('etc/passwd'))?.toString('utf8');
+        const group = (await tree.readFile('etc/group'))?.toString('utf8');
+        try {
+          owner = resolveChown(cc.User, { ...(passwd !== undefined ? { passwd } : {}), ...(group !== undefined ? { group } : {}) });
+        } catch {
+          owner = undefined;
+        }
+      }
+      const match: SourceMatch = { rel: '', entries: [{ rel: '', type: 'directory', mode: 0o755, uid: owner?.uid ?? 0, gid: owner?.gid ?? 0, size: 0, mtimeMs: now }] };
+      return copyLayer([[match]], {
+        dest: `${dir}/`, sourceCount: 1, lower: (abs: string) => tree.stat(abs.replace(/^\/+/, '')), ...(owner ? { chown: owner } : {}),
+        ...(this.b.mtimeClamp ? { mtimeClamp: this.b.mtimeClamp } : {}),
+      });
+    }, `WORKDIR ${dir}`); // BuildKit's history names the absolute directory
     this.b.o.events({ type: 'done', id, ms: Date.now() - t0 });
   }
 
@@ -452,7 +493,12 @@ class StageRun {
    * A step that may add a layer: from the cache when its key is there (and its blob still is), else `make` gives
    * the layer tar (undefined or an empty tar: no layer) which is stored and recorded.
    */
-  async #layerStep(id: number, key: string, ins: Instruction, make: () => Promise<import('node:stream').Readable | undefined>, history?: string): Promise<void> {
+  /**
+   * `make` gives the layer tar, or the tar and a promise that settles when its producer is done (a RUN step: the tar
+   * is compressed and stored while the command runs, in one pass, and kept only if the command succeeded; a failed
+   * step's blob is left unreferenced, for prune).
+   */
+  async #layerStep(id: number, key: string, ins: Instruction, make: () => Promise<Readable | { tar: Readable; done: Promise<void> } | undefined>, history?: string): Promise<void> {
     const b = this.b;
     let entry = await b.cache.get(key);
     if (entry?.layer && !(await b.lease.hasBlob(entry.layer.digest))) entry = undefined;
@@ -461,10 +507,16 @@ class StageRun {
       b.o.events({ type: 'cached', id });
       layer = entry.layer;
     } else {
-      const tar = await make();
-      if (tar !== undefined) {
+      const made = await make();
+      if (made !== undefined) {
+        const { tar, done } = 'done' in made ? made : { tar: made, done: Promise.resolve() };
         const { storeLayer } = await import('./layer-blob.ts');
-        const stored = await storeLayer(b.o.store.layout, tar, { compression: b.o.compression, lease: b.lease });
+        const storing = storeLayer(b.o.store.layout, tar, { compression: b.o.compression, lease: b.lease });
+        // Whichever fails first is the error to report; the other is awaited so nothing is left running.
+        const [s1, s2] = await Promise.allSettled([storing, done]);
+        if (s2.status === 'rejected') throw s2.reason;
+        if (s1.status === 'rejected') throw s1.reason;
+        const stored = s1.value;
         if (stored.entries > 0) {
           layer = { digest: stored.descriptor.digest, size: stored.descriptor.size, mediaType: stored.descriptor.mediaType, diffID: stored.diffID };
         }
@@ -532,21 +584,12 @@ class StageRun {
         ...(b.mtimeClamp ? { mtimeClamp: b.mtimeClamp } : {}),
         warn: (message) => b.o.events({ type: 'warning', message }),
       });
-      step.stdout.on('data', (chunk: Buffer) => b.o.events({ type: 'output', id, chunk }));
-      step.stderr.on('data', (chunk: Buffer) => b.o.events({ type: 'output', id, chunk }));
-      // The layer goes to a temp file first: it is stored only when the command succeeded.
-      const tmp = path.join(b.tmp, `run-${id}.tar`);
-      const { pipeline } = await import('node:stream/promises');
-      const { createWriteStream, createReadStream } = await import('node:fs');
-      await pipeline(step.layer, createWriteStream(tmp));
-      const code = await step.exit;
-      if (code !== 0) {
-        await rm(tmp, { force: true });
-        throw new HoistError('RUN_FAILED', `${posString(ins.pos)} [${this.ps.label}] ${ins.original}: the command exited with status ${code}`);
-      }
-      const stream = createReadStream(tmp);
-      stream.on('close', () => void rm(tmp, { force: true }));
-      return stream;
+      step.stdout.on('data', (chunk: Buffer) => b.o.events({ type: 'output', id, chunk, stream: 1 }));
+      step.stderr.on('data', (chunk: Buffer) => b.o.events({ type: 'output', id, chunk, stream: 2 }));
+      const done = step.exit.then((code) => {
+        if (code !== 0) throw new HoistError('RUN_FAILED', `${posString(ins.pos)} [${this.ps.label}] ${ins.original}: the command exited with status ${code}`);
+      });
+      return { tar: step.layer, done };
     }, created_by);
     b.o.events({ type: 'done', id, ms: Date.now() - t0 });
   }
@@ -653,16 +696,21 @@ class StageRun {
     const sources = ins.sources.map((s) => (heredocNames.has(s) ? s : x(s)));
 
     // Where each source comes from, and what identifies its content for the cache key.
-    let tree: SourceTree | undefined;
+    // --from: the key needs only the source state's key, so its tree is opened and matched (which extracts the
+    // matched files' bytes) only when the step is not cached: a no-op rebuild reads no layer blob.
+    let tree: (() => Promise<SourceTree>) | undefined;
     let treeKey: unknown;
+    const deferred: Array<() => Promise<void>> = [];
     if (from !== undefined) {
       if (isAdd) throw new HoistError('DOCKERFILE_SYNTAX', `${where}: ADD has no --from; use COPY --from`);
       const stageIndex = stageRef(b.df, from, this.ps.stage.index);
       const state = stageIndex !== undefined ? (await b.stage(stageIndex)).state : await this.#imageState(from);
       treeKey = ['tree', state.key];
-      tree = await b.tree(state);
+      tree = () => b.tree(state);
     }
     const perSource: SourceMatch[][] = [];
+    // Per source word, what --parents reads in-between directories from (none for heredocs and URLs).
+    const statOf: (SourceTree | undefined)[] = [];
     const sums: unknown[] = [];
     const now = b.mtimeClamp?.getTime() ?? Date.now();
     for (const s of sources) {
@@ -670,22 +718,36 @@ class StageRun {
       if (h) {
         const content = Buffer.from(h.expand ? x(h.content) : h.content);
         perSource.push([{ rel: h.name, entries: [{ rel: h.name, type: 'file', mode: 0o644, uid: 0, gid: 0, size: content.length, mtimeMs: now, content }] }]);
+        statOf.push(undefined);
         sums.push(['heredoc', h.name, createHash('sha256').update(content).digest('hex')]);
       } else if (isAdd && (await import('./add-url.ts')).isHttpUrl(s)) {
         const { fetchUrl } = await import('./add-url.ts');
         const dir = path.join(b.tmp, `url-${b.nextStepSuffix()}`);
         await mkdir(dir, { recursive: true });
-        const got = await fetchUrl(s, { ...(checksum !== undefined ? { checksum: x(checksum) } : {}), dir });
+        const got = await fetchUrl(s, { ...(checksum !== undefined ? { checksum: x(checksum) } : {}), dir }).catch((e: unknown) => {
+          // Say where in the Dockerfile (a digest mismatch, an HTTP error): the fetch's own message names only the URL.
+          throw e instanceof HoistError ? new HoistError(e.code, `${where}: ${e.message}`, { cause: e, exitCode: e.exitCode }) : e;
+        });
         perSource.push([{ rel: got.entry.rel, entries: [got.entry] }]);
+        statOf.push(undefined);
         sums.push(['url', s, got.digest]);
       } else if (tree !== undefined) {
-        perSource.push(await tree.match(s, exclude));
+        const at = perSource.length;
+        const open = tree;
+        perSource.push([]);
+        statOf.push(undefined);
+        deferred.push(async () => {
+          const t = await open();
+          perSource[at] = await t.match(s, exclude);
+          statOf[at] = t;
+        });
         sums.push([s]);
       } else {
         if (isAdd && (await import('./add-url.ts')).isGitUrl(s)) throw new HoistError('UNSUPPORTED', `${where}: ADD of a git repository is not supported by hoist; clone it into the context and COPY it`);
         const ctx = await b.context(where);
         const matches = await ctx.match(s, exclude);
         perSource.push(isAdd ? await this.#addArchives(matches) : matches);
+        statOf.push(ctx);
         sums.push([s, await ctx.checksum(matches, await b.checksums())]);
       }
     }
@@ -696,6 +758,7 @@ class StageRun {
     const id = this.#begin(ins.original);
     const t0 = Date.now();
     await this.#layerStep(id, key, ins, async () => {
+      for (const d of deferred) await d();
       const lowerTree = await b.tree(this.state);
       let owner: { uid: number; gid: number } | undefined;
       if (chown !== undefined) {
@@ -704,10 +767,12 @@ class StageRun {
         const group = (await lowerTree.readFile('etc/group'))?.toString('utf8');
         owner = resolveChown(x(chown), { ...(passwd !== undefined ? { passwd } : {}), ...(group !== undefined ? { group } : {}) });
       }
-      const { copyLayer } = await import('./copy-layer.ts');
+      const { copyLayer, splitParentsPivot } = await import('./copy-layer.ts');
+      // --parents: paths are kept below each word's `/./` pivot; in-between directories take the source's metadata.
+      const parentsOpt = { pivots: sources.map((s) => splitParentsPivot(s).pivot), stat: async (w: number, rel: string) => statOf[w]?.stat(rel) };
       return copyLayer(perSource, {
         dest, sourceCount: sources.length,
-        ...(owner ? { chown: owner } : {}), ...(chmod !== undefined ? { chmod: x(chmod) } : {}), ...(parents ? { parents } : {}),
+        ...(owner ? { chown: owner } : {}), ...(chmod !== undefined ? { chmod: x(chmod) } : {}), ...(parents ? { parents: parentsOpt } : {}),
         // --link: the layer must not depend on what is below it (BuildKit rebases it), so nothing below is looked at.
         lower: link ? async () => undefined : (abs: string) => lowerTree.stat(abs.replace(/^\/+/, '')),
         // Files from another stage or image keep their owners; context files are root's (BuildKit).

@@ -577,7 +577,7 @@ function fromEntry(e: SourceEntry, lower: boolean): PlannedNode {
 
 type PackHeader = Parameters<Pack['entry']>[0];
 
-async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp: Date | undefined): Promise<void> {
+export async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp: Date | undefined): Promise<void> {
   const clampS = clamp === undefined ? MAX_MTIME_S : Math.min(MAX_MTIME_S, Math.floor(clamp.getTime() / 1000));
   const mtime = (ms: number): Date => new Date(Math.max(0, Math.min(Math.floor(ms / 1000), clampS)) * 1000);
   for (const { path, node } of entries) {

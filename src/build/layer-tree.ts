@@ -57,7 +57,7 @@ const OPAQUE_MARKER = '.wh..wh..opq';
  * t: f file, d directory, s symlink, h hard link (l = its target, normalised), w whiteout of p, o opaque marker of
  * directory p. n: the entry's ordinal in the tar (which entry holds a file's bytes).
  */
-interface IndexEntry {
+export interface IndexEntry {
   p: string;
   t: 'f' | 'd' | 's' | 'h' | 'w' | 'o';
   m?: number;
@@ -71,7 +71,7 @@ interface IndexEntry {
   n?: number;
 }
 
-interface LayerIndex {
+export interface LayerIndex {
   v: number;
   diffID: string;
   entries: IndexEntry[];
@@ -110,7 +110,23 @@ export interface LayerTreeOptions {
   indexCacheDir?: string;
   /** Names the tree in messages, e.g. `stage "build"` or an image reference. */
   name?: string;
+  /**
+   * Small files (up to SMALL_FILE bytes) whose bytes are kept in memory instead of a temp file, up to this many
+   * bytes in all per process (default 0: every file goes to a temp file, `abs` set). Matched entries then carry
+   * `content` instead of `abs`. Creating a file costs far more than its bytes on many filesystems (ext4 under
+   * load here: 0.5–1 ms per create), and COPY --from of thousands of small files would otherwise create and
+   * remove each of them once more only to read it back.
+   */
+  memoryBytes?: number;
 }
+
+/** The largest file LayerTreeOptions.memoryBytes keeps in memory. */
+const SMALL_FILE = 256 * 1024;
+/** Bytes of extracted contents held in memory, by all trees of this process. */
+let inMemory = 0;
+
+/** What an extracted file became: a temp file's path, or its bytes. */
+type Extracted = string | Buffer;
 
 export class LayerTree implements SourceTree {
   readonly #layout: OciLayout;
@@ -118,8 +134,9 @@ export class LayerTree implements SourceTree {
   readonly #tmpDir: string;
   readonly #name: string;
   readonly #root: Node;
-  /** Extracted contents by `layer:n`: the file's path once written. */
-  readonly #extracted = new Map<string, Promise<string>>();
+  /** Extracted contents by `layer:n`: the file's path once written, or its bytes (see memoryBytes). */
+  readonly #extracted = new Map<string, Promise<Extracted>>();
+  readonly #memoryBytes: number;
   /** The read of each layer's blob in progress, so that reads of one blob never overlap. */
   readonly #layerQueue: Promise<unknown>[];
   #dir: Promise<string> | undefined;
@@ -130,6 +147,7 @@ export class LayerTree implements SourceTree {
     this.#layers = layers;
     this.#tmpDir = opts.tmpDir;
     this.#name = opts.name ?? 'the source image';
+    this.#memoryBytes = opts.memoryBytes ?? 0;
     this.#root = dirNode(0o755, -1);
     this.#layerQueue = layers.map(() => Promise.resolve());
   }
@@ -162,8 +180,8 @@ export class LayerTree implements SourceTree {
     if (r.node.size > READ_FILE_LIMIT) {
       throw new HoistError('TOO_LARGE', `${this.#name}: /${rel.replace(/^\/+/, '')} is ${r.node.size} bytes, over the ${READ_FILE_LIMIT}-byte limit for files hoist reads itself`);
     }
-    const abs = (await this.#extract([r.node.content!])).get(refKey(r.node.content!))!;
-    return readFile(abs);
+    const got = (await this.#extract([r.node.content!])).get(refKey(r.node.content!))!;
+    return typeof got === 'string' ? readFile(got) : got;
   }
 
   async match(pattern: string, exclude: string[] = []): Promise<SourceMatch[]> {
@@ -252,19 +270,23 @@ export class LayerTree implements SourceTree {
     }
     if (refs.length === 0) return;
     const paths = await this.#extract(refs);
-    for (const [e, key] of byEntry) e.abs = paths.get(key)!;
+    for (const [e, key] of byEntry) {
+      const got = paths.get(key)!;
+      if (typeof got === 'string') e.abs = got;
+      else e.content = got;
+    }
   }
 
-  /** The extracted path of each ref (extracting what is not yet), by refKey. */
-  async #extract(refs: ContentRef[]): Promise<Map<string, string>> {
+  /** The extracted path (or bytes) of each ref (extracting what is not yet), by refKey. */
+  async #extract(refs: ContentRef[]): Promise<Map<string, Extracted>> {
     const dir = await this.#privateDir();
     const wanted = new Map<number, Map<number, Wanted>>();
     for (const ref of refs) {
       const key = refKey(ref);
       if (this.#extracted.has(key)) continue;
       if (ref.z === 0) {
-        // Nothing to read: every empty file shares one empty file.
-        this.#extracted.set(key, this.#empty ??= emptyFile(dir));
+        // Nothing to read: every empty file shares one empty file (or one empty buffer).
+        this.#extracted.set(key, this.#memoryBytes > 0 ? Promise.resolve(EMPTY) : (this.#empty ??= emptyFile(dir)));
         continue;
       }
       const d = deferred();
@@ -280,7 +302,7 @@ export class LayerTree implements SourceTree {
         for (const w of perLayer.values()) w.d.reject(e);
       });
     }
-    const out = new Map<string, string>();
+    const out = new Map<string, Extracted>();
     await Promise.all(refs.map(async (ref) => {
       const key = refKey(ref);
       out.set(key, await this.#extracted.get(key)!);
@@ -305,6 +327,20 @@ export class LayerTree implements SourceTree {
     await walkTar(blob, where, async (h, body, n) => {
       const w = want.get(n);
       if (w === undefined || w.d.settled) return false;
+      if (w.size <= SMALL_FILE && inMemory + w.size <= this.#memoryBytes) {
+        inMemory += w.size;
+        const chunks: Buffer[] = [];
+        let size = 0;
+        for await (const chunk of body) {
+          size += (chunk as Buffer).length;
+          chunks.push(chunk as Buffer);
+        }
+        if (size !== w.size) {
+          throw new HoistError('BAD_LAYER', `${where}: layer entry "${h.name}" holds ${size} bytes where its index says ${w.size}; the layer index cache is stale: remove it and build again`);
+        }
+        w.d.resolve(Buffer.concat(chunks, size));
+        return --left === 0;
+      }
       // Synchronous writes, as unpack.ts does: a promise round trip per call costs far more than the small writes
       // of a layer's many small files. The names are ours alone (private directory, one per entry).
       const file = path.join(dir, `${layer}-${n}`);
@@ -532,7 +568,7 @@ function refKey(r: ContentRef): string {
 // ---------------------------------------------------------------------------------------------------------------
 // Per-layer index: build from the blob, or load from the cache.
 
-async function loadIndex(layout: OciLayout, desc: Descriptor, diffID: string, cacheDir: string | undefined): Promise<LayerIndex> {
+export async function loadIndex(layout: OciLayout, desc: Descriptor, diffID: string, cacheDir: string | undefined): Promise<LayerIndex> {
   const { hex } = parseDigest(diffID, 'diff_id');
   const file = cacheDir === undefined ? undefined : path.join(cacheDir, `${hex}.json`);
   if (file !== undefined) {
@@ -582,7 +618,7 @@ async function buildIndex(layout: OciLayout, desc: Descriptor, diffID: string): 
   return { v: INDEX_VERSION, diffID, entries };
 }
 
-type TarHeader = Omit<Header, 'pax'> & { pax?: Record<string, string> | null };
+export type TarHeader = Omit<Header, 'pax'> & { pax?: Record<string, string> | null };
 
 function indexEntry(h: TarHeader, n: number, where: string): IndexEntry | undefined {
   const name = h.name;
@@ -668,14 +704,14 @@ function paxTimeMs(v: string | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------------------------
 // Streaming a layer blob's tar.
 
-type EntryBody = AsyncIterable<unknown> & { resume(): unknown };
+export type EntryBody = AsyncIterable<unknown> & { resume(): unknown };
 
 /**
  * Reads a (possibly compressed) layer blob as a tar, calling `onEntry` with each entry's header, body and ordinal;
  * `onEntry` returning true stops the read there (the blob is closed). `hasher` sees every uncompressed byte (only
  * meaningful for a read to the end).
  */
-async function walkTar(blob: Readable, where: string, onEntry: (h: TarHeader, body: EntryBody, n: number) => Promise<boolean>,
+export async function walkTar(blob: Readable, where: string, onEntry: (h: TarHeader, body: EntryBody, n: number) => Promise<boolean>,
   hasher?: Digester): Promise<void> {
   const extract = tarExtract();
   keepRawPaxXattrs(extract);
@@ -758,17 +794,19 @@ async function emptyFile(dir: string): Promise<string> {
   return file;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 interface Deferred {
-  promise: Promise<string>;
-  resolve(v: string): void;
+  promise: Promise<Extracted>;
+  resolve(v: Extracted): void;
   reject(e: unknown): void;
   settled: boolean;
 }
 
 function deferred(): Deferred {
-  let res!: (v: string) => void;
+  let res!: (v: Extracted) => void;
   let rej!: (e: unknown) => void;
-  const promise = new Promise<string>((a, b) => {
+  const promise = new Promise<Extracted>((a, b) => {
     res = a;
     rej = b;
   });
