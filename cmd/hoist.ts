@@ -42,7 +42,7 @@ program
   .option('--no-cache', 'do not use the build cache (results are still recorded)')
   .option('--pull [policy]', 'pull FROM images: always (bare --pull), missing (default), never')
   .option('--iidfile <file>', 'write the image ID to this file')
-  .option('--squash', 'squash the new layers into one (not supported yet)')
+  .option('--squash', 'squash the layers the build adds into one (the base image\'s layers stay as they are)')
   .option('--timestamp <seconds>', 'reproducible build: created times and newer file mtimes set to this (also SOURCE_DATE_EPOCH)')
   .addOption(new Option('--source-date-epoch <seconds>').hideHelp())
   .addOption(new Option('--format <format>', 'image format').choices(['oci', 'docker']))
@@ -56,6 +56,7 @@ program
   .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'))
   .action(runAction('build'));
 registryOptions(program.commands[program.commands.length - 1]!);
+policyOptions(program.commands[program.commands.length - 1]!, 'FROM images pulled');
 
 program
   .command('copy')
@@ -84,6 +85,7 @@ program
   .option('-q, --quiet', 'print nothing on stderr')
   .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'));
 sideRegistryOptions(program.commands[program.commands.length - 1]!);
+policyOptions(program.commands[program.commands.length - 1]!, 'the source');
 overrideOptions(program.commands[program.commands.length - 1]!)
   .addHelpText('after', transportsHelp)
   .action(runAction('copy'));
@@ -201,6 +203,7 @@ registryOptions(program
   .option('--userns <mode>', 'as root: auto maps a subordinate range (default: host, rootful)')
   .option('-q, --quiet', 'no pull progress'))
   .action(runAction('run'));
+policyOptions(program.commands[program.commands.length - 1]!, 'an image pulled');
 
 program
   .command('ps')
@@ -295,6 +298,14 @@ function sideRegistryOptions(c: Cmd): Cmd {
       .option(`--${side}-cert-dir <dir>`, `certs.d-style directory for the ${side === 'src' ? 'source' : 'destination'}`);
   }
   return c;
+}
+
+/** skopeo's signature-policy flags (global there), and podman/buildah's name for --policy. */
+function policyOptions(c: Cmd, what: string): Cmd {
+  return c
+    .option('--policy <file>', `containers-policy.json ${what} must satisfy (default ~/.config/containers/policy.json, else /etc/containers/policy.json; none: accept)`)
+    .option('--insecure-policy', 'accept any image: do not read or enforce a signature policy')
+    .addOption(new Option('--signature-policy <file>').hideHelp());
 }
 
 /** skopeo's global platform overrides, accepted on the commands that choose from an index. */

@@ -15,6 +15,7 @@ import type { Platform } from '../src/oci/types.ts';
 export const NEGATABLE_BOOL_FLAGS = ['tls-verify', 'src-tls-verify', 'dest-tls-verify'];
 export const PLAIN_BOOL_FLAGS = [
   'all', 'remove-signatures', 'preserve-digests', 'quiet', 'raw', 'config', 'no-tags', 'password-stdin', 'debug', 'all-tags',
+  'insecure-policy',
 ];
 
 const GO_TRUE = new Set(['1', 't', 'T', 'TRUE', 'true', 'True']);
@@ -38,7 +39,7 @@ export function parseGoBool(flag: string, value: string): boolean {
  */
 const RUN_VALUE_OPTIONS = new Set(['-e', '--env', '--env-file', '-v', '--volume', '--tmpfs', '-w', '--workdir', '-u', '--user',
   '--entrypoint', '--network', '--net', '--hostname', '--name', '--pull', '--platform', '--runtime', '--userns', '--creds',
-  '--authfile', '--cert-dir', '--retry-times', '--retry-delay', '--root']);
+  '--authfile', '--cert-dir', '--retry-times', '--retry-delay', '--root', '--policy', '--signature-policy']);
 
 export function rewriteGoBoolFlags(argv: string[], commands: Set<string>): string[] {
   const out = argv.slice(0, 2);

@@ -5,8 +5,11 @@
 import type { GlobalOptions } from '../main.ts';
 import { HoistError } from '../../src/errors.ts';
 import { registryAccess, type RegistryFlags } from '../registry-flags.ts';
+import type { PolicyFlags } from '../policy-flags.ts';
+import type { ImagePolicy } from '../../src/sign/policy-check.ts';
+import type { RegistryAccess } from '../../src/transport/types.ts';
 
-interface BuildFlags extends RegistryFlags {
+interface BuildFlags extends RegistryFlags, PolicyFlags {
   tag: string[];
   file?: string;
   buildArg: string[];
@@ -128,7 +131,6 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
     cacheTtlMs = parseDuration(flags.cacheTtl);
     if (cacheTtlMs === undefined) badFlag(`--cache-ttl ${flags.cacheTtl}: expected a duration such as 30m or 2h`);
   }
-  if (flags.squash) badFlag('--squash is not supported yet; build without it (hoist writes one layer per filesystem step)');
   const outputs = flags.output.map(parseOutput);
   if (flags.push) outputs.push({ type: 'registry' });
   // FROM pulls and pushes both use the registry flags.
@@ -147,19 +149,43 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
       ...(timestamp !== undefined ? { timestamp } : {}), compression: compression as 'gzip' | 'zstd',
       ...(cacheTtlMs !== undefined ? { cacheTtlMs } : {}), registry,
       ...(flags.runtime !== undefined ? { runtime: flags.runtime } : {}), debug: g.debug,
+      admit: admitPulls(flags, store.root, registry),
       events: (e) => progress.event(e),
     });
     const created = timestamp !== undefined ? new Date(timestamp * 1000).toISOString() : outcome.created || new Date().toISOString();
-    const written = await writeImage(store, outcome.state.layers, outcome.state.config, {
-      format: format as 'oci' | 'docker', labels: keyValues(flags.label, '--label'), annotations: keyValues(flags.annotation, '--annotation'),
-      created, tags: flags.tag, warn: (message) => progress.event({ type: 'warning', message }),
-    });
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    let { layers, config } = outcome.state;
+    // The squashed layer's blob is protected from a concurrent prune until writeImage has named the image.
+    const lease = flags.squash ? await store.layout.lease() : undefined;
+    let written: Awaited<ReturnType<typeof writeImage>>;
+    try {
+      const added = layers.length - outcome.base.layers;
+      if (flags.squash && added > 0) {
+        const { squashLayers, squashedConfig } = await import('../../src/build/squash.ts');
+        const tmp = await mkdtemp(path.join(store.root, '.tmp-squash-'));
+        try {
+          const layer = await squashLayers({
+            layout: store.layout, base: layers.slice(0, outcome.base.layers), added: layers.slice(outcome.base.layers), tmpDir: tmp,
+            indexCacheDir: path.join(store.root, 'build-cache', 'layer-index'), compression: compression as 'gzip' | 'zstd', ...(lease ? { lease } : {}),
+          });
+          config = squashedConfig(config, outcome.base, layer, added, created);
+          layers = [...layers.slice(0, outcome.base.layers), ...(layer ? [layer] : [])];
+        } finally {
+          await rm(tmp, { recursive: true, force: true });
+        }
+      }
+      written = await writeImage(store, layers, config, {
+        format: format as 'oci' | 'docker', labels: keyValues(flags.label, '--label'), annotations: keyValues(flags.annotation, '--annotation'),
+        created, tags: flags.tag, warn: (message) => progress.event({ type: 'warning', message }),
+      });
+    } finally {
+      await lease?.release().catch(() => {});
+    }
     id = written.digest;
     for (const o of outputs) {
-      const { mkdtemp, rm } = await import('node:fs/promises');
       const tmp = await mkdtemp(path.join(store.root, '.tmp-export-'));
       try {
-        await exportImage(store, written, outcome.state.layers, o, registry, tmp);
+        await exportImage(store, written, layers, o, registry, tmp);
       } finally {
         await rm(tmp, { recursive: true, force: true });
       }
@@ -171,6 +197,31 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
   if (flags.iidfile) await writeFile(flags.iidfile, id);
   process.stdout.write(`${id}\n`);
   return 0;
+}
+
+/**
+ * The signature policy for images FROM (and COPY --from) pulls: checked at pull time for the docker:// reference,
+ * before the image is stored, like `hoist run` and buildah/podman (containers/image checks the policy in its copy,
+ * which only a pull runs); an image already in the store is used as it is. The policy is read at the first pull.
+ */
+function admitPulls(flags: PolicyFlags, storeRoot: string, registry: RegistryAccess): (name: string, transport: 'docker' | 'store', digest: string) => Promise<void> {
+  let policy: Promise<ImagePolicy> | undefined;
+  return async (name, transport, digest) => {
+    if (transport === 'store') return;
+    const { loadImagePolicy } = await import('../policy-flags.ts');
+    policy ??= loadImagePolicy(flags, storeRoot);
+    const p = await policy;
+    if (p.file === undefined) return;
+    const { openSource } = await import('../../src/transport/index.ts');
+    const ref = { transport: 'docker' as const, ref: name };
+    // The signatures of the digest base-image.ts resolved (and then copies): read through a source of their own.
+    const src = await openSource(ref, { registry });
+    try {
+      await p.check(ref, digest, src);
+    } finally {
+      await src.close();
+    }
+  };
 }
 
 function badFlag(message: string): never {

@@ -5,14 +5,17 @@ import { openDestination, openSource } from '../../src/transport/index.ts';
 import { formatImageReference, parseImageReference, type ImageRef } from '../../src/transport/reference.ts';
 import { hostPlatform, parsePlatform } from '../../src/oci/platform.ts';
 import { parseDockerReference, formatReference, type DockerReference } from '../../src/oci/reference.ts';
-import type { Platform } from '../../src/oci/types.ts';
+import type { ManifestBlob, Platform } from '../../src/oci/types.ts';
 import type { RegistryAccess } from '../../src/transport/types.ts';
 import { copyImage, type CopyOptions } from '../../src/copy/engine.ts';
 import { parseFormatFlag } from '../../src/copy/convert.ts';
 import { makeProgress } from '../progress.ts';
 import { copyRegistryAccess, overridePlatform, parseIntFlag, type CopyRegistryFlags, type OverrideFlags } from '../registry-flags.ts';
+import { loadImagePolicy, type PolicyFlags } from '../policy-flags.ts';
+import { storeRoot } from '../../src/store/root.ts';
+import { pinTopManifest, type ImagePolicy } from '../../src/sign/policy-check.ts';
 
-interface CopyFlags extends CopyRegistryFlags, OverrideFlags {
+interface CopyFlags extends CopyRegistryFlags, OverrideFlags, PolicyFlags {
   all?: boolean;
   multiArch?: string;
   platform: string[];
@@ -48,21 +51,25 @@ export default async function copy(g: GlobalOptions, srcArg: string, dstArg: str
   const options = copyOptions(flags, platforms);
 
   const signer = await prepareSigning(flags, dstRef);
+  // The source's signature policy (skopeo's --policy / --insecure-policy), read before anything is opened.
+  const policy = await loadImagePolicy(flags, storeRoot(g.root));
   if (flags.allTags) {
     if (signer) throw new HoistError('BAD_FLAG', '--all-tags does not sign: copy, then hoist sign each tag', { exitCode: 2 });
-    return copyAllTags(g, srcRef, dstRef, srcAccess, dstAccess, options, flags);
+    return copyAllTags(g, srcRef, dstRef, srcAccess, dstAccess, options, flags, policy);
   }
 
   const progress = makeProgress(flags.progress, flags.quiet);
-  const src = await openSource(srcRef, { storeRoot: g.root, registry: srcAccess });
+  const opened = await openSource(srcRef, { storeRoot: g.root, registry: srcAccess });
   let digest: string;
   try {
+    // Judged on the source's top-level manifest before the destination is even opened; the copy uses that manifest.
+    const src = await policy.admit(srcRef, opened);
     const dst = await openDestination(dstRef, { storeRoot: g.root, platform: platforms[0], registry: dstAccess });
     const result = await copyImage(src, dst, { ...options, onEvent: progress?.onEvent });
     progress?.done(result);
     digest = result.digest;
   } finally {
-    await src.close();
+    await opened.close();
   }
   if (signer) await signer(g, dstAccess, flags.quiet === true || flags.progress === 'quiet');
   if (flags.digestfile) await writeFile(flags.digestfile, digest);
@@ -159,7 +166,7 @@ function repositoryOnly(ref: ImageRef, arg: string, side: string): DockerReferen
 
 async function copyAllTags(
   g: GlobalOptions, srcRef: ImageRef, dstRef: ImageRef, srcAccess: RegistryAccess, dstAccess: RegistryAccess,
-  options: CopyOptions, flags: CopyFlags,
+  options: CopyOptions, flags: CopyFlags, policy: ImagePolicy,
 ): Promise<number> {
   const from = repositoryOnly(srcRef, formatArg(srcRef), 'source');
   const to = repositoryOnly(dstRef, formatArg(dstRef), 'destination');
@@ -175,18 +182,39 @@ async function copyAllTags(
   }
   const quiet = flags.quiet || flags.progress === 'quiet';
   const limit = pLimit(TAG_PARALLELISM);
-  await Promise.all(tags.map((tag) => limit(async () => {
-    const src = await openSource(`docker://${formatReference({ ...from, tag })}`, { storeRoot: g.root, registry: srcAccess });
+  // Every tag is judged by the policy before any is copied, so a refused tag leaves nothing written (skopeo stops at
+  // the refused tag after copying the earlier ones). Each tag's checked top-level manifest is kept, and copied.
+  const checked = new Map<string, ManifestBlob>();
+  const tagRef = (tag: string): ImageRef => ({ transport: 'docker', ref: formatReference({ ...from, tag }) });
+  if (policy.file !== undefined) await settleAll(tags.map((tag) => limit(async () => {
+    const src = await openSource(tagRef(tag), { storeRoot: g.root, registry: srcAccess });
+    try {
+      const top = await src.getManifest();
+      await policy.check(tagRef(tag), top.digest, src);
+      checked.set(tag, top);
+    } finally {
+      await src.close();
+    }
+  })));
+  await settleAll(tags.map((tag) => limit(async () => {
+    const src = await openSource(tagRef(tag), { storeRoot: g.root, registry: srcAccess });
     try {
       const dst = await openDestination(`docker://${formatReference({ ...to, tag })}`, { storeRoot: g.root, registry: dstAccess });
       // Bars of several images at once would interleave: one line per tag instead.
-      const result = await copyImage(src, dst, options);
+      const top = checked.get(tag);
+      const result = await copyImage(top === undefined ? src : pinTopManifest(src, top), dst, options);
       if (!quiet) process.stderr.write(`Copied tag ${tag}: ${result.digest}\n`);
     } finally {
       await src.close();
     }
   })));
   return 0;
+}
+
+/** Waits for every task (none left running behind an error), then throws the first failure. */
+async function settleAll(tasks: Promise<void>[]): Promise<void> {
+  const failed = (await Promise.allSettled(tasks)).find((r) => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
 
 function formatArg(r: ImageRef): string {

@@ -7,7 +7,8 @@ export default async function rmi(g: GlobalOptions, names: string[], flags: { fo
   const store = await Store.open(g.root);
   const missing: string[] = [];
   for (const n of names) {
-    const removed = await store.untag(normalizeStoreName(n));
+    // Its signature attachments go with the last name of the repository that reaches the image.
+    const removed = await store.removeName(normalizeStoreName(n));
     if (removed) process.stdout.write(`Untagged: ${normalizeStoreName(n)}\n`);
     else missing.push(n);
   }

@@ -17,8 +17,9 @@ import { parseEnvFile, runConfig } from '../../src/runtime/run-config.ts';
 import { parseTmpfs, parseVolume } from '../../src/runtime/cli-parse.ts';
 import type { NetworkMode, RootfsMode } from '../../src/runtime/request.ts';
 import { registryAccess, type RegistryFlags } from '../registry-flags.ts';
+import { loadImagePolicy, type PolicyFlags } from '../policy-flags.ts';
 
-interface RunFlags extends RegistryFlags {
+interface RunFlags extends RegistryFlags, PolicyFlags {
   rm?: boolean;
   interactive?: boolean;
   tty?: boolean;
@@ -165,6 +166,11 @@ function rootfsMode(): RootfsMode {
   return v === 'copy' || v === 'native' ? v : 'auto';
 }
 
+/**
+ * The stored image, or the image pulled into the store. The signature policy is read and enforced on the pull only,
+ * for the docker:// reference, before anything is stored — as podman does (its policy check lives in containers/image's
+ * copy, which only a pull runs): an image already in the store is trusted as it was when it was pulled or built.
+ */
 async function findOrPull(store: Store, name: string, pull: 'missing' | 'always' | 'never', platform: Platform, flags: RunFlags): Promise<Descriptor> {
   if (pull !== 'always') {
     try {
@@ -188,15 +194,18 @@ async function findOrPull(store: Store, name: string, pull: 'missing' | 'always'
   const { openSource, openDestination } = await import('../../src/transport/index.ts');
   const { copyImage } = await import('../../src/copy/engine.ts');
   const { makeProgress } = await import('../progress.ts');
-  const src = await openSource({ transport: 'docker', ref: full }, { registry: await registryAccess(flags) });
+  const policy = await loadImagePolicy(flags, store.root);
+  const ref = { transport: 'docker' as const, ref: full };
+  const opened = await openSource(ref, { registry: await registryAccess(flags) });
   try {
+    process.stderr.write(`Trying to pull ${full}...\n`);
+    const src = await policy.admit(ref, opened);
     const dst = await openDestination({ transport: 'store', name: full }, { storeRoot: store.root, platform });
     const progress = makeProgress(undefined, flags.quiet);
-    process.stderr.write(`Trying to pull ${full}...\n`);
     const result = await copyImage(src, dst, { platforms: [platform], onEvent: progress?.onEvent });
     progress?.done(result);
   } finally {
-    await src.close();
+    await opened.close();
   }
   return store.resolve(full);
 }

@@ -3,9 +3,6 @@
  * it through the copy engine (registry flags and --pull honoured), then loaded for the platform being built.
  */
 import { HoistError, isHoistError } from '../errors.ts';
-import { parseConfig } from '../oci/config.ts';
-import { parseManifest } from '../oci/manifest.ts';
-import { bestPlatformMatch, formatPlatform } from '../oci/platform.ts';
 import type { Descriptor, ImageConfig, Platform } from '../oci/types.ts';
 import type { Store } from '../store/store.ts';
 import type { RegistryAccess } from '../transport/types.ts';
@@ -55,12 +52,16 @@ async function pull(store: Store, name: string, platform: Platform, o: PullOptio
   o.onPull?.(full);
   const src = await openSource({ transport: 'docker', ref: full }, o.registry ? { registry: o.registry } : {});
   try {
+    let from = src;
     if (o.admit) {
       const m = await src.getManifest();
       await o.admit(full, 'docker', m.digest);
+      // What is stored is the manifest the policy judged, even if the tag moves in between.
+      const { pinTopManifest } = await import('../sign/policy-check.ts');
+      from = pinTopManifest(src, m);
     }
     const dst = await openDestination({ transport: 'store', name: full }, { storeRoot: store.root, platform });
-    await copyImage(src, dst, { platforms: [platform] });
+    await copyImage(from, dst, { platforms: [platform] });
   } finally {
     await src.close();
   }
@@ -68,24 +69,6 @@ async function pull(store: Store, name: string, platform: Platform, o: PullOptio
 }
 
 export async function loadImage(store: Store, top: Descriptor, where: string, platform: Platform): Promise<BaseImage> {
-  let desc = top;
-  let parsed = parseManifest(await store.layout.readBlob(desc.digest, desc.size), where, desc.mediaType);
-  if (parsed.kind === 'index') {
-    const pick = bestPlatformMatch(platform, parsed.index.manifests);
-    if (!pick) {
-      const have = parsed.index.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ');
-      throw new HoistError('NO_PLATFORM', `${where}: no image for ${formatPlatform(platform)} in the index (it has ${have}); pass --platform`);
-    }
-    desc = pick;
-    parsed = parseManifest(await store.layout.readBlob(desc.digest, desc.size), where, desc.mediaType);
-    if (parsed.kind !== 'image') throw new HoistError('BAD_MANIFEST', `${where}: nested index for ${formatPlatform(platform)}; not supported`);
-  }
-  const m = parsed.manifest;
-  const config = parseConfig(await store.layout.readBlob(m.config.digest, m.config.size), `${where} config`);
-  const diffIDs = config.rootfs.diff_ids;
-  if (diffIDs.length !== m.layers.length) {
-    throw new HoistError('BAD_IMAGE', `${where}: the config lists ${diffIDs.length} layers and the manifest ${m.layers.length}; the image is damaged, pull it again`);
-  }
-  const layers = m.layers.map((l, i) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, diffID: diffIDs[i]! }));
-  return { digest: desc.digest, config, layers };
+  const { loadRunImage } = await import('../runtime/image.ts');
+  return loadRunImage(store, top, where, platform);
 }

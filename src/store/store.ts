@@ -5,9 +5,10 @@
 import { HoistError } from '../errors.ts';
 import { isDigest } from '../oci/digest.ts';
 import { manifestReferences, parseManifest, type ParsedManifest } from '../oci/manifest.ts';
-import { isManifest } from '../oci/mediatype.ts';
-import { formatReference, parseDockerReference } from '../oci/reference.ts';
+import { isIndex, isManifest } from '../oci/mediatype.ts';
+import { formatReference, parseDockerReference, repository } from '../oci/reference.ts';
 import type { Descriptor, ImageConfig } from '../oci/types.ts';
+import { attachmentRefNames, isAttachmentRefName } from './attachment-names.ts';
 import { OciLayout, refName, withoutRefName } from './layout.ts';
 import { storeRoot } from './root.ts';
 
@@ -40,10 +41,14 @@ export class Store {
     return new Store(layout.dir, layout);
   }
 
-  /** One summary per stored manifest digest, newest first (by config `created`), then in index.json order. */
+  /**
+   * One summary per stored manifest digest, newest first (by config `created`), then in index.json order.
+   * Signature attachments (`repo:sha256-<hex>.sig`, the referrers fallback `repo:sha256-<hex>`) are not images: skipped.
+   */
   async images(): Promise<ImageSummary[]> {
     const groups = new Map<string, { desc: Descriptor; names: string[] }>();
     for (const d of (await this.layout.readIndex()).manifests) {
+      if (isAttachmentRefName(refName(d))) continue;
       let g = groups.get(d.digest);
       if (g === undefined) {
         g = { desc: d, names: [] };
@@ -72,6 +77,48 @@ export class Store {
   /** Removes a name; false when no image had it. Blobs stay until prune. */
   untag(name: string): Promise<boolean> {
     return this.layout.removeRef(name);
+  }
+
+  /**
+   * `hoist rmi`: removes a name like untag, and with it the image's signature attachments in that name's repository
+   * (`repo:sha256-<hex>.sig`, `repo:sha256-<hex>`, for the image and, for an index, its manifests) once no other name
+   * of the repository reaches them — attachments live per repository, as in a registry, so other repositories' names
+   * do not keep them. Blobs stay until prune. False when no image had the name.
+   */
+  async removeName(name: string): Promise<boolean> {
+    let removed = false;
+    await this.layout.updateIndex(async (idx) => {
+      const entry = idx.manifests.find((d) => refName(d) === name);
+      if (entry === undefined) return idx;
+      removed = true;
+      let manifests = idx.manifests.filter((d) => refName(d) !== name);
+      const repo = repositoryOf(name);
+      if (repo === undefined || isAttachmentRefName(name)) return { ...idx, manifests };
+      const kept = new Set<string>();
+      for (const d of manifests) {
+        const n = refName(d);
+        if (n === undefined || isAttachmentRefName(n) || repositoryOf(n) !== repo) continue;
+        for (const digest of await this.#reach(d)) kept.add(digest);
+      }
+      const drop = new Set<string>();
+      for (const digest of await this.#reach(entry)) {
+        if (!kept.has(digest)) for (const n of attachmentRefNames(repo, digest)) drop.add(n);
+      }
+      manifests = manifests.filter((d) => !drop.has(refName(d) ?? ''));
+      return { ...idx, manifests };
+    });
+    return removed;
+  }
+
+  /** The digests signatures may be attached to for this entry: its own, and for an index its manifests'. */
+  async #reach(d: Descriptor): Promise<string[]> {
+    const out = [d.digest];
+    if (!isIndex(d.mediaType)) return out;
+    const bytes = await this.#readIfStored(d);
+    if (bytes === undefined) return out;
+    const parsed = parseManifest(bytes, `${this.root}: manifest ${d.digest}`, d.mediaType);
+    if (parsed.kind === 'index') out.push(...parsed.index.manifests.map((m) => m.digest));
+    return out;
   }
 
   /**
@@ -168,6 +215,15 @@ function configCreated(bytes: Buffer): string | undefined {
   try {
     const c = JSON.parse(bytes.toString('utf8')) as Partial<ImageConfig>;
     return typeof c.created === 'string' ? c.created : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The repository of a stored name (`localhost/a:1` → `localhost/a`); undefined when it is not a docker reference. */
+function repositoryOf(name: string): string | undefined {
+  try {
+    return repository(parseDockerReference(name));
   } catch {
     return undefined;
   }

@@ -18,6 +18,7 @@ import type { Descriptor, ImageIndex, ManifestBlob } from '../oci/types.ts';
 import type { Lease } from '../store/lease.ts';
 import { OciLayout, REF_NAME_ANNOTATION } from '../store/layout.ts';
 import { prune } from '../store/prune.ts';
+import { isAttachmentRefName } from '../store/attachment-names.ts';
 import type { DestinationCapabilities, ImageDestination, ImageSource } from './types.ts';
 
 const REF_NAME = REF_NAME_ANNOTATION;
@@ -45,15 +46,10 @@ export interface AttachmentNaming {
 export const TAG_AS_REF_NAME: AttachmentNaming = { tagName: (tag) => tag };
 
 /**
- * Ref names of attachments rather than images: `sha256-<hex>` (referrers fallback) and `sha256-<hex>.sig/.att/.sbom`
- * (cosign's tags). `oci:DIR` without a name ignores them when choosing "the only image", so signing an image does
- * not make the layout ambiguous.
+ * Ref names of attachments rather than images (src/store/attachment-names.ts). `oci:DIR` without a name ignores them
+ * when choosing "the only image", so signing an image does not make the layout ambiguous.
  */
-const ATTACHMENT_REF = /(?:^|:)sha256-[0-9a-f]{64}(?:\.(?:sig|att|sbom))?$/;
-
-export function isAttachmentRefName(name: string | undefined): boolean {
-  return name !== undefined && ATTACHMENT_REF.test(name);
-}
+export { isAttachmentRefName };
 
 /** The descriptor a referrers listing carries for a referrer manifest (artifactType and annotations lifted up). */
 export function referrerDescriptor(m: ManifestBlob): Descriptor {

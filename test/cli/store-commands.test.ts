@@ -49,6 +49,33 @@ test('images, tag, rmi and prune', async () => {
   assert.deepEqual(index.manifests, []);
 });
 
+test('signature attachments are not listed as images, and go with the last name of their repository on rmi', async () => {
+  const root = path.join(tmp, 's-sig');
+  const src = path.join(tmp, 'bb-sig');
+  const { digest } = await makeBusyboxImage(src);
+  const env = { COSIGN_PASSWORD: 'pw' };
+  const key = path.join(tmp, 'sigkey');
+  await ok(hoist(root, ['generate-key', '--output-prefix', key], { env }));
+  await ok(hoist(root, ['copy', '-q', `oci:${src}:latest`, 'busybox']));
+  await ok(hoist(root, ['sign', '-q', '--key', `${key}.private`, 'busybox'], { env }));
+  const hex = digest.slice('sha256:'.length);
+  const refNames = async () => (JSON.parse(await readFile(path.join(root, 'index.json'), 'utf8')) as { manifests: { annotations?: Record<string, string> }[] })
+    .manifests.map((m) => m.annotations?.['org.opencontainers.image.ref.name']).sort();
+  const sig = `docker.io/library/busybox:sha256-${hex}.sig`;
+  const fallback = `docker.io/library/busybox:sha256-${hex}`;
+  assert.deepEqual(await refNames(), ['docker.io/library/busybox:latest', fallback, sig].sort());
+  const list = JSON.parse((await ok(hoist(root, ['images', '--format', 'json']))).stdout) as { Digest: string; Names: string[] }[];
+  assert.deepEqual(list.map((i) => [i.Digest, i.Names]), [[digest, ['docker.io/library/busybox:latest']]]);
+  assert.doesNotMatch((await ok(hoist(root, ['images']))).stdout, /sha256-/);
+
+  // Another name in the same repository keeps the attachments; one in another repository does not.
+  await ok(hoist(root, ['tag', 'busybox', 'busybox:2', 'localhost/other:1']));
+  await ok(hoist(root, ['rmi', 'busybox']));
+  assert.deepEqual(await refNames(), ['docker.io/library/busybox:2', fallback, sig, 'localhost/other:1'].sort());
+  await ok(hoist(root, ['rmi', 'busybox:2']));
+  assert.deepEqual(await refNames(), ['localhost/other:1']);
+});
+
 test('rmi of a missing name fails with one line and exit 1; -f ignores it', async () => {
   const root = path.join(tmp, 's2');
   const r = await hoist(root, ['rmi', 'nosuch']);
