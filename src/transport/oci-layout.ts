@@ -226,6 +226,7 @@ export class LayoutDestination implements ImageDestination {
   #top: Descriptor | undefined;
   /** Blobs this copy stored that were not there before: abort() discards them, so a failed copy changes nothing. */
   readonly #created = new Set<string>();
+  readonly #inflight = new Set<Promise<void>>();
   readonly #naming: AttachmentNaming | undefined;
   /** Ref name → manifest, named in commit() (signature tags, --additional-tag). */
   readonly #tags = new Map<string, Descriptor>();
@@ -250,9 +251,18 @@ export class LayoutDestination implements ImageDestination {
   }
 
   async putBlob(desc: Descriptor, stream: Readable): Promise<void> {
-    const existed = await this.#layout.hasBlob(desc.digest);
-    await this.#lease.putBlob(stream, { digest: desc.digest, size: desc.size }, `${this.name} blob ${desc.digest}`);
-    if (!existed) this.#created.add(desc.digest);
+    const put = (async () => {
+      const existed = await this.#layout.hasBlob(desc.digest);
+      await this.#lease.putBlob(stream, { digest: desc.digest, size: desc.size }, `${this.name} blob ${desc.digest}`);
+      if (!existed) this.#created.add(desc.digest);
+    })();
+    // The engine stops at the first failed blob while others are still being written; abort() waits for those.
+    this.#inflight.add(put);
+    try {
+      await put;
+    } finally {
+      this.#inflight.delete(put);
+    }
   }
 
   async hasManifest(digest: string): Promise<boolean> {
@@ -346,6 +356,7 @@ export class LayoutDestination implements ImageDestination {
   }
 
   async abort(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
     try {
       if (this.#created.size) await prune(this.#layout, { only: this.#created, ignoreLease: this.#lease.path });
     } finally {
