@@ -83,7 +83,8 @@ program
   .option('--sign-by-sq-fingerprint <fingerprint>', 'Sequoia-PGP signing: not supported')
   .option('--sign-by-sigstore <param-file>', 'keyless sigstore signing: not supported (needs Fulcio/Rekor/OIDC)')
   .option('-q, --quiet', 'print nothing on stderr')
-  .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'));
+  .addOption(new Option('--progress <mode>', 'progress on stderr').choices(['auto', 'tty', 'plain', 'quiet']).default('auto'))
+  .option('--no-unpack', 'into the local store: leave unpacking the layers to the first run (default: unpack now, as podman pull does)');
 sideRegistryOptions(program.commands[program.commands.length - 1]!);
 policyOptions(program.commands[program.commands.length - 1]!, 'the source');
 overrideOptions(program.commands[program.commands.length - 1]!)

@@ -37,6 +37,8 @@ interface CopyFlags extends CopyRegistryFlags, OverrideFlags, PolicyFlags {
   signBy?: string;
   signBySqFingerprint?: string;
   signBySigstore?: string;
+  /** commander's --no-unpack: false. */
+  unpack?: boolean;
 }
 
 /** Tags copied at once by --all-tags (each copy has its own blob parallelism). */
@@ -73,7 +75,33 @@ export default async function copy(g: GlobalOptions, srcArg: string, dstArg: str
   }
   if (signer) await signer(g, dstAccess, flags.quiet === true || flags.progress === 'quiet');
   if (flags.digestfile) await writeFile(flags.digestfile, digest);
+  if (dstRef.transport === 'store' && flags.unpack !== false) await unpackCopied(g, dstRef.name, digest, platforms, flags);
   return 0;
+}
+
+/**
+ * As podman's pull: the image just stored is unpacked into the snapshot cache for the platform `hoist run` would
+ * pick (the one --platform/--override-* selected, else this machine's), so its first run doesn't unpack. Best
+ * effort: a failure is one warning line, the copy still succeeds, and the first run unpacks.
+ */
+async function unpackCopied(g: GlobalOptions, name: string, digest: string, platforms: Platform[], flags: CopyFlags): Promise<void> {
+  const { Store } = await import('../../src/store/store.ts');
+  const { unpackStoredImage } = await import('../../src/runtime/unpack-image.ts');
+  const { normalizeStoreName } = await import('../../src/transport/store.ts');
+  const store = await Store.open(g.root);
+  const quiet = flags.quiet === true || flags.progress === 'quiet';
+  let top;
+  try {
+    top = await store.resolve(digest);
+  } catch {
+    return; // renamed or removed by another process meanwhile: nothing of ours to unpack
+  }
+  await unpackStoredImage(store, top, normalizeStoreName(name), {
+    platform: platforms.length === 1 ? platforms[0]! : hostPlatform(),
+    debug: g.debug,
+    ...(quiet ? {} : { onProgress: (line: string) => process.stderr.write(`${line}\n`) }),
+    onWarning: (line: string) => process.stderr.write(`hoist: ${line}\n`),
+  });
 }
 
 type Signer = (g: GlobalOptions, access: RegistryAccess, quiet: boolean) => Promise<void>;

@@ -8,7 +8,7 @@ import { Store } from '../../src/store/store.ts';
 import { storeRoot } from '../../src/store/root.ts';
 import { parsePlatform, hostPlatform } from '../../src/oci/platform.ts';
 import type { Descriptor, Platform } from '../../src/oci/types.ts';
-import { detectHost, usernsMode } from '../../src/runtime/host.ts';
+import { detectHost, usernsMode, type HostInfo, type UsernsMode } from '../../src/runtime/host.ts';
 import { pickRuntime } from '../../src/runtime/oci-runtime.ts';
 import { loadRunImage } from '../../src/runtime/image.ts';
 import { Containers, newContainerId } from '../../src/runtime/containers.ts';
@@ -93,7 +93,7 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
 
   const root = storeRoot(g.root);
   const store = await Store.open(root);
-  const top = await findOrPull(store, imageArg, pull, platform, flags);
+  const top = await findOrPull(store, imageArg, pull, platform, flags, { host, mode, debug: g.debug });
   const img = await loadRunImage(store, top, imageArg, platform);
 
   const containers = new Containers(store.root);
@@ -171,7 +171,10 @@ function rootfsMode(): RootfsMode {
  * for the docker:// reference, before anything is stored — as podman does (its policy check lives in containers/image's
  * copy, which only a pull runs): an image already in the store is trusted as it was when it was pulled or built.
  */
-async function findOrPull(store: Store, name: string, pull: 'missing' | 'always' | 'never', platform: Platform, flags: RunFlags): Promise<Descriptor> {
+async function findOrPull(
+  store: Store, name: string, pull: 'missing' | 'always' | 'never', platform: Platform, flags: RunFlags,
+  ns: { host: HostInfo; mode: UsernsMode; debug: boolean },
+): Promise<Descriptor> {
   if (pull !== 'always') {
     try {
       return await store.resolve(name);
@@ -207,5 +210,14 @@ async function findOrPull(store: Store, name: string, pull: 'missing' | 'always'
   } finally {
     await opened.close();
   }
-  return store.resolve(full);
+  const top = await store.resolve(full);
+  // Unpacked as part of the pull, as podman's pull does (the run below then finds every snapshot in place). Best
+  // effort and quiet about failing: the run right after unpacks again and reports the error itself, once.
+  const { unpackStoredImage } = await import('../../src/runtime/unpack-image.ts');
+  await unpackStoredImage(store, top, full, {
+    platform, host: ns.host, mode: ns.mode, debug: ns.debug,
+    ...(flags.quiet ? {} : { onProgress: (line: string) => process.stderr.write(`${line}\n`) }),
+    ...(ns.debug ? { onWarning: (line: string) => process.stderr.write(`hoist: ${line}\n`) } : {}),
+  });
+  return top;
 }

@@ -65,7 +65,12 @@ async function pull(store: Store, name: string, platform: Platform, o: PullOptio
   } finally {
     await src.close();
   }
-  return store.resolve(full);
+  const top = await store.resolve(full);
+  // Unpacked as podman's pull does, so the first RUN on it starts at once. Best effort and silent: a RUN step that
+  // can't unpack reports that itself, and a build without RUN steps has nothing to say about it.
+  const { unpackStoredImage } = await import('../runtime/unpack-image.ts');
+  await unpackStoredImage(store, top, full, { platform });
+  return top;
 }
 
 export async function loadImage(store: Store, top: Descriptor, where: string, platform: Platform): Promise<BaseImage> {

@@ -2,19 +2,20 @@
  * The namespace helper: runs INSIDE the user and mount namespaces that `unshare` made (see host.ts), as the
  * container's root. Everything that touches image files happens here, so owners and modes read and write as the
  * container sees them: unpacking layer snapshots, mounting the overlay, resolving the user and the executable,
- * running the OCI runtime, reading the change back, removing the container's files.
+ * running the OCI runtime, reading the change back, removing the container's files; and, right after an image is
+ * stored, unpacking its snapshots alone (op 'unpack', see unpack-image.ts).
  *
  * Usage: node inner.ts REQUEST.json (an InnerRequest). Exit status: the container process's, or 125 when this helper
  * failed (one `hoist: …` line on stderr), 126/127 when the command can't be executed / isn't there (docker's codes).
  * The change layer, when asked for, goes to fd 3 as an uncompressed tar.
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync, type Stats } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Readable } from 'node:stream';
+import { Transform, type Readable } from 'node:stream';
 import { HoistError, isHoistError } from '../errors.ts';
 import { EXIT_CANNOT_EXECUTE, EXIT_HOIST_FAILED, EXIT_NOT_FOUND, type InnerRequest, type LayerRef } from './request.ts';
 import { resolveInRoot } from './rootfs-path.ts';
@@ -38,7 +39,71 @@ async function main(): Promise<number> {
     await removeContainerDir(req.containerDir);
     return 0;
   }
+  if (req.op === 'unpack') {
+    await ensureSnapshots(req);
+    log('snapshots ready');
+    return 0;
+  }
+  if (req.op === 'snapshot') {
+    const diffID = await snapshotFromStdin(req);
+    log(`snapshot ${diffID} ready`);
+    process.stdout.write(`${diffID}\n`);
+    return 0;
+  }
   return runContainer(req);
+}
+
+/**
+ * Unpacks the uncompressed layer tar on stdin into a new snapshot, named by the digest of what was read (the layer's
+ * diffID), as Snapshots.ensure() would have unpacked it from the stored blob: in a `.tmp-` directory first, renamed
+ * into place at the end; when that snapshot exists already, this copy is removed. Gives the diffID.
+ */
+async function snapshotFromStdin(req: InnerRequest): Promise<string> {
+  const { Snapshots, SNAPSHOT_TMP_PREFIX } = await import('../store/snapshots.ts');
+  const { unpackLayer, removeTree } = await import('../layer/unpack.ts');
+  const { Digester } = await import('../oci/digest.ts');
+  const { mkdtemp, rename } = await import('node:fs/promises');
+  const { Transform } = await import('node:stream');
+  const snaps = new Snapshots(req.storeRoot);
+  mkdirSync(snaps.root, { recursive: true, mode: 0o700 });
+  const tmp = await mkdtemp(path.join(snaps.root, `${SNAPSHOT_TMP_PREFIX}stream-${process.pid}-`));
+  let kept = false;
+  try {
+    const digester = new Digester();
+    let hashedToEnd = false;
+    const hashing = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        digester.update(chunk);
+        cb(null, chunk);
+      },
+      flush(cb) {
+        hashedToEnd = true;
+        cb();
+      },
+    });
+    process.stdin.on('error', (e) => hashing.destroy(e));
+    process.stdin.pipe(hashing);
+    await unpackLayer(hashing, path.join(tmp, 'fs'), {
+      whiteouts: 'keep-as-overlay',
+      opaqueXattrs: req.hostRoot ? ['trusted.overlay.opaque', 'user.overlay.opaque'] : ['user.overlay.opaque'],
+      where: 'build layer',
+    });
+    // tar-stream reads its input to the end, as Snapshots.ensure() relies on too: the digest covers every byte.
+    if (!hashedToEnd) throw new HoistError('BAD_LAYER', 'build layer: the layer tar was not read to its end; cannot name its snapshot');
+    const diffID = digester.digest();
+    const final = path.dirname(snaps.dir(diffID));
+    if (!snaps.has(diffID)) {
+      try {
+        await rename(tmp, final);
+        kept = true;
+      } catch {
+        // Made by another process meanwhile: that one is used.
+      }
+    }
+    return diffID;
+  } finally {
+    if (!kept) await removeTree(tmp).catch(() => {});
+  }
 }
 
 /** Removes a container's directory; inside the namespace because its upper dir holds files of subordinate ids. */
@@ -51,6 +116,8 @@ async function runContainer(req: InnerRequest): Promise<number> {
   const dir = req.containerDir;
   const rootfs = path.join(dir, 'rootfs');
   let mounted = false;
+  /** The upper dir stays for the caller to adopt (InnerRequest.keepUpper). */
+  let keepUpper = false;
   try {
     const lowers = await ensureSnapshots(req);
     mkdirSync(rootfs, { recursive: true });
@@ -102,12 +169,55 @@ async function runContainer(req: InnerRequest): Promise<number> {
       await unmountQuietly(rootfs);
       mounted = false;
     }
-    if (req.diff) await writeChange(path.join(dir, 'upper'), lowers, created, req.mtimeClamp);
+    if (req.diff) {
+      const dropped = await writeChange(path.join(dir, 'upper'), lowers, created, req.mtimeClamp);
+      log('change written');
+      if (req.keepUpper && status === 0) {
+        stripCreated(path.join(dir, 'upper'), created, dropped);
+        keepUpper = true;
+      }
+    }
     return status;
   } finally {
     if (mounted) await unmountQuietly(rootfs);
-    if (req.removeAfter) await rm(dir, { recursive: true, force: true }).catch(() => {});
+    if (req.removeAfter) {
+      if (keepUpper) await removeAllBut(dir, 'upper');
+      else await rm(dir, { recursive: true, force: true }).catch(() => {});
+    }
   }
+}
+
+/**
+ * Takes out of the upper dir what the runtime created only to mount on and the directories the change left out as
+ * unchanged (copied up on the way to a mountpoint), so that the upper dir holds what the layer tar holds, to become
+ * its snapshot. Only empty files and directories are removed. (Mtimes stay as the process left them, to the
+ * nanosecond, where the tar has whole seconds: as BuildKit's and buildah's snapshots of a RUN.)
+ */
+function stripCreated(upper: string, created: CreatedPaths, dropped: Set<string>): void {
+  const gone = (rel: string): void => {
+    const p = path.join(upper, rel);
+    try {
+      const st = lstatSync(p);
+      if (st.isDirectory()) rmdirSync(p);
+      else if (st.isFile() && st.size === 0) unlinkSync(p);
+    } catch {
+      // Not there, or not empty: it stays (harmless in a lower layer: the runtime mounts over it).
+    }
+  };
+  const deepestFirst = (xs: Iterable<string>): string[] => [...xs].sort((a, b) => b.split('/').length - a.split('/').length);
+  for (const m of deepestFirst(created.mountpoints)) gone(m);
+  for (const p of deepestFirst(new Set([...created.parents, ...dropped]))) gone(p);
+}
+
+/** Removes every entry of `dir` except `keep`. */
+async function removeAllBut(dir: string, keep: string): Promise<void> {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return;
+  }
+  await Promise.all(names.filter((n) => n !== keep).map((n) => rm(path.join(dir, n), { recursive: true, force: true }).catch(() => {})));
 }
 
 interface CreatedPaths {
@@ -190,7 +300,12 @@ async function mountRootfs(req: InnerRequest, lowers: string[], rootfs: string):
     const base = path.dirname(path.dirname(lowers[0]!));
     const rel = lowers.map((l) => (path.dirname(path.dirname(l)) === base ? path.relative(base, l) : l)).reverse();
     const opts = [...(req.rootless ? ['userxattr'] : []), `lowerdir=${rel.join(':')}`, `upperdir=${upper}`, `workdir=${work}`];
-    const r = await exec('mount', ['-t', 'overlay', 'overlay', '-o', opts.join(','), rootfs], base);
+    // A --rm container's upper dir is thrown away, so, as podman does for --rm, the overlay is `volatile`: its
+    // unmount then skips syncing the upper filesystem, which otherwise writes back every dirty page on that disk
+    // (right after a copy unpacked an image, hundreds of MiB). Kernels before 5.10 refuse the option: retried without.
+    let r = { code: 1, stderr: '' };
+    if (req.removeAfter && !req.diff) r = await exec('mount', ['-t', 'overlay', 'overlay', '-o', [...opts, 'volatile'].join(','), rootfs], base);
+    if (r.code !== 0) r = await exec('mount', ['-t', 'overlay', 'overlay', '-o', opts.join(','), rootfs], base);
     if (r.code === 0) return 'overlay';
     log(`overlay mount failed: ${r.stderr.trim()}`);
     if (req.rootfs === 'native') {
@@ -323,12 +438,13 @@ function signalNumber(sig: NodeJS.Signals): number {
   return (osConstants.signals as Record<string, number>)[sig] ?? 0;
 }
 
-/** Streams the change (the upper dir) as an OCI layer tar to fd 3. */
-async function writeChange(upper: string, lowers: string[], created: CreatedPaths, mtimeClamp: string | undefined): Promise<void> {
+/** Streams the change (the upper dir) as an OCI layer tar to fd 3. Gives the directories left out as unchanged. */
+async function writeChange(upper: string, lowers: string[], created: CreatedPaths, mtimeClamp: string | undefined): Promise<Set<string>> {
+  const dropped = new Set<string>();
   const { diffUpperDir } = await import('../layer/diff.ts');
   const exclude = (rel: string): boolean => created.mountpoints.some((c) => rel === c || rel.startsWith(`${c}/`));
   const topDown = [...lowers].reverse();
-  const dropIfUnchanged = (rel: string, st: Stats): boolean => {
+  const unchanged = (rel: string, st: Stats): boolean => {
     // A directory the runtime made on the way to a mountpoint goes when nothing else was put in it.
     if (created.parents.has(rel)) return true;
     for (const l of topDown) {
@@ -342,7 +458,45 @@ async function writeChange(upper: string, lowers: string[], created: CreatedPath
     }
     return false;
   };
-  await pipeline(diffUpperDir(upper, { exclude, dropIfUnchanged, ...(mtimeClamp ? { mtimeClamp: new Date(mtimeClamp) } : {}) }), createWriteStream('', { fd: 3 }));
+  const dropIfUnchanged = (rel: string, st: Stats): boolean => {
+    const drop = unchanged(rel, st);
+    if (drop) dropped.add(rel);
+    return drop;
+  };
+  await pipeline(
+    diffUpperDir(upper, { exclude, dropIfUnchanged, ...(mtimeClamp ? { mtimeClamp: new Date(mtimeClamp) } : {}) }),
+    batched(),
+    createWriteStream('', { fd: 3 }),
+  );
+  return dropped;
+}
+
+/**
+ * Passes bytes on in pieces of at least 128 KiB (the rest at the end): the tar writer emits a 512-byte header and
+ * the small body of each file separately, and a pipe write (and the reader's wake-up) per piece costs more than
+ * the bytes — a layer of thousands of small files went out as tens of thousands of writes.
+ */
+function batched(): Transform {
+  const LIMIT = 128 * 1024;
+  let parts: Buffer[] = [];
+  let bytes = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      parts.push(chunk);
+      bytes += chunk.length;
+      if (bytes >= LIMIT) {
+        const out = Buffer.concat(parts, bytes);
+        parts = [];
+        bytes = 0;
+        cb(null, out);
+      } else {
+        cb();
+      }
+    },
+    flush(cb) {
+      cb(null, bytes > 0 ? Buffer.concat(parts, bytes) : undefined);
+    },
+  });
 }
 
 function exec(cmd: string, args: string[], cwd?: string): Promise<{ code: number; stderr: string }> {

@@ -7,7 +7,7 @@ import { spawn, type StdioOptions } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { HoistError } from '../errors.ts';
 import { namespaceArgv, type HostInfo, type UsernsMode } from './host.ts';
@@ -18,8 +18,8 @@ const INNER = fileURLToPath(new URL('./inner.ts', import.meta.url));
 export interface LaunchOptions {
   host: HostInfo;
   mode: UsernsMode;
-  /** Give the container our stdin (-i); otherwise it reads /dev/null. */
-  stdin: boolean;
+  /** Give the container our stdin (-i); otherwise it reads /dev/null. 'pipe': the helper's stdin is `input`. */
+  stdin: boolean | 'pipe';
   /** 'pipe': the container's stdout and stderr come back as streams (build steps show them on stderr). Default inherit. */
   output?: 'inherit' | 'pipe';
   /** Called once the helper runs, with its pid (for records). */
@@ -32,6 +32,8 @@ export interface Launched {
   /** With `output: 'pipe'`. */
   stdout?: Readable;
   stderr?: Readable;
+  /** With `stdin: 'pipe'`. */
+  input?: Writable;
   exit: Promise<number>;
 }
 
@@ -51,7 +53,7 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   writeFileSync(file, JSON.stringify(req));
   const argv = [...namespaceArgv(opts.host, opts.mode), process.execPath, INNER, file];
   const out = opts.output === 'pipe' ? 'pipe' : 'inherit';
-  const stdio: StdioOptions = [opts.stdin ? 'inherit' : 'ignore', out, out];
+  const stdio: StdioOptions = [opts.stdin === 'pipe' ? 'pipe' : opts.stdin ? 'inherit' : 'ignore', out, out];
   if (req.diff) stdio.push('pipe');
   // The helper is another Node start; it finds the compile cache through NODE_COMPILE_CACHE, which the bin
   // launcher (cmd/hoist.mjs) sets for every process hoist starts.
@@ -84,6 +86,7 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   return {
     exit,
     ...(diff ? { diff } : {}),
+    ...(opts.stdin === 'pipe' ? { input: child.stdin! } : {}),
     ...(opts.output === 'pipe' ? { stdout: child.stdout!, stderr: child.stderr! } : {}),
   };
 }

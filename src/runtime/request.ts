@@ -20,7 +20,13 @@ export type NetworkMode = 'host' | 'none';
 export type RootfsMode = 'auto' | 'native' | 'copy';
 
 export interface InnerRequest {
-  op: 'run' | 'remove';
+  /**
+   * 'run' a container; 'remove' a container's files; 'unpack' only the snapshots of `layers` (an image just stored;
+   * see unpack-image.ts); 'snapshot' the uncompressed layer tar read on stdin into the snapshot named by its digest
+   * (a build step's layer while it is being written: see step.ts snapshotWriter). For 'remove', 'unpack' and
+   * 'snapshot' the process, network and runtime fields are not read.
+   */
+  op: 'run' | 'remove' | 'unpack' | 'snapshot';
   storeRoot: string;
   /** The container's own directory: config.json (the bundle), upper/, work/, rootfs/, etc/. */
   containerDir: string;
@@ -52,6 +58,12 @@ export interface InnerRequest {
   mtimeClamp?: string;
   /** Remove the container directory when done (--rm). */
   removeAfter: boolean;
+  /**
+   * With `diff` and `removeAfter`: after a run that exited 0, keep `upper/` (without the mountpoints the runtime
+   * created) and remove the rest, so the caller can adopt the upper dir as the new layer's snapshot instead of
+   * deleting it and unpacking the same files again later (src/runtime/step.ts).
+   */
+  keepUpper?: boolean;
   debug: boolean;
 }
 
