@@ -88,8 +88,29 @@ export interface BuildOutcome {
   base: { layers: number; history: number };
 }
 
-/** In-memory budget for small files read from layers (LayerTreeOptions.memoryBytes), for the whole build. */
-const TREE_MEMORY_BYTES = 48 * 1024 * 1024;
+/** In-memory budget for small files read from layers (LayerTreeOptions.memoryBytes), per source tree. */
+const TREE_MEMORY_BYTES = 32 * 1024 * 1024;
+
+/**
+ * A layer tar being made by a process: `done` settles when the process is over (rejecting when it failed), and
+ * `after` is called once the tar is stored, with the layer's diffID (undefined: no layer, or a failure).
+ */
+interface MadeLayer {
+  tar: Readable;
+  done?: Promise<void>;
+  after?: (diffID: string | undefined) => Promise<void>;
+  /** Unpack the layer into the snapshot cache while it is written, for a later RUN of the stage (big layers). */
+  snapshot?: boolean;
+}
+
+/**
+ * gzip level for the layers of stages other than the target: 1 compresses ~4× faster than the default 6 and gives
+ * ~30% bigger blobs (source text); BuildKit does not compress such layers at all until one is exported.
+ */
+const INTERMEDIATE_GZIP_LEVEL = 1;
+
+/** Entries from which a COPY layer is worth unpacking alongside (snapshotWriter): smaller ones the RUN unpacks in no time. */
+const SNAPSHOT_ALONG_ENTRIES = 256;
 
 /** Steps that change files; the others change only the config and are not numbered in progress. */
 const FS_STEPS = new Set(['RUN', 'COPY', 'ADD', 'WORKDIR']);
@@ -136,7 +157,9 @@ class Builder {
     if (syntax !== undefined) this.o.events({ type: 'info', message: `# syntax=${syntax} noted; hoist has its own Dockerfile frontend and does not fetch it` });
     // Every needed stage starts now; each waits only for the stages it reads from.
     for (const i of this.plan.needed) void this.stage(i).catch(() => {});
+    const prefetch = this.#prefetchContext();
     const result = await this.stage(this.plan.target);
+    await prefetch;
     await Promise.all(this.plan.needed.map((i) => this.stage(i)));
     const unused = [...this.o.buildArgs.keys()].filter((k) => !this.plan.declaredArgs.has(k) && !PROXY_ARGS.includes(k) && !platformArgs(this.target, this.target).has(k));
     if (unused.length) this.o.events({ type: 'warning', message: `one or more build-args [${unused.join(' ')}] were not consumed` });
@@ -146,6 +169,7 @@ class Builder {
   }
 
   async close(): Promise<void> {
+    await this.snapshotsReady();
     await this.#lease?.release().catch(() => {});
     await rm(this.tmp, { recursive: true, force: true }).catch(() => {});
   }
@@ -167,6 +191,21 @@ class Builder {
   /** A unique name part for this build's temp dirs. */
   nextStepSuffix(): string {
     return String(++this.#suffix);
+  }
+
+  #output: Set<number> | undefined;
+  /** The target and the stages it is built FROM, transitively: their layers end up in the image. */
+  get outputStages(): Set<number> {
+    if (this.#output === undefined) {
+      const out = new Set<number>();
+      for (let i: number | undefined = this.plan.target; i !== undefined;) {
+        out.add(i);
+        const base: PlannedStage['base'] = this.plan.stages[i]!.base;
+        i = base.kind === 'stage' ? base.index : undefined;
+      }
+      this.#output = out;
+    }
+    return this.#output;
   }
 
   get lease(): Lease {
@@ -208,6 +247,51 @@ class Builder {
     return p;
   }
 
+  /**
+   * Walks the context and hashes what COPY/ADD will read from it (literal source words of the needed stages) in the
+   * background, from the start: a stage's COPY usually waits for the RUN steps of the stages before it, and then
+   * finds its checksum ready. Best effort: errors are left for the step itself to report.
+   */
+  async #prefetchContext(): Promise<void> {
+    if (this.o.contextDir === undefined) return;
+    const sources = new Set<string>();
+    for (const i of this.plan.needed) {
+      for (const ins of this.plan.stages[i]!.stage.instructions) {
+        if ((ins.kind !== 'COPY' && ins.kind !== 'ADD') || flagValue(ins.flags, 'from') !== undefined) continue;
+        const heredocs = new Set(ins.heredocs.map((h) => h.name));
+        for (const src of ins.sources) if (!heredocs.has(src) && !src.includes('$') && !/^[a-z][a-z0-9+.-]*:\/\//i.test(src)) sources.add(src);
+      }
+    }
+    if (sources.size === 0) return;
+    try {
+      const ctx = await this.context('');
+      const cache = await this.checksums();
+      for (const src of sources) {
+        const sum = (async () => ctx.checksum(await ctx.match(src), cache))();
+        this.#sums.set(src, sum);
+        await sum.catch(() => {});
+      }
+    } catch {
+      // The steps report it.
+    }
+  }
+
+  /** Checksums of context sources (no --exclude) worked out ahead by #prefetchContext, by source word. */
+  readonly #sums = new Map<string, Promise<string>>();
+
+  /** The checksum of `matches`, the matches of source word `src`: the prefetched one when there is one. */
+  async contextSum(src: string, exclude: string[], matches: SourceMatch[]): Promise<string> {
+    const ahead = exclude.length === 0 ? this.#sums.get(src) : undefined;
+    if (ahead !== undefined) {
+      try {
+        return await ahead;
+      } catch {
+        // Worked out again below, so that the step reports the error itself.
+      }
+    }
+    return (await this.context('')).checksum(matches, await this.checksums());
+  }
+
   context(where: string): Promise<BuildContext> {
     if (this.o.contextDir === undefined) {
       return Promise.reject(new HoistError('NO_CONTEXT', `${where}: there is no build context (the Dockerfile came from stdin with "-"); pass a context directory: hoist build -f - DIR`));
@@ -244,6 +328,67 @@ class Builder {
 
   noteArg(name: string): void {
     this.#usedArgs.add(name);
+  }
+
+  get indexCacheDir(): string {
+    return path.join(this.o.store.root, CACHE_DIR, 'layer-index');
+  }
+
+  #readers: Set<number> | undefined;
+
+  /**
+   * Whether another needed stage reads stage `i`'s files: FROM it, COPY --from it, or RUN --mount from it. A --from
+   * that names a stage only through a variable counts as reading every stage.
+   */
+  readByOthers(i: number): boolean {
+    if (this.#readers === undefined) {
+      const readers = new Set<number>();
+      for (const n of this.plan.needed) {
+        const ps = this.plan.stages[n]!;
+        if (ps.base.kind === 'stage') readers.add(ps.base.index);
+        for (const ins of ps.stage.instructions) {
+          const froms: string[] = [];
+          if (ins.kind === 'COPY' || ins.kind === 'ADD') {
+            const f = flagValue(ins.flags, 'from');
+            if (f !== undefined) froms.push(f);
+          } else if (ins.kind === 'RUN') {
+            for (const m of flagValues(ins.flags, 'mount')) {
+              const f = /(?:^|,)from=([^,]*)/.exec(m)?.[1];
+              if (f !== undefined) froms.push(f);
+            }
+          }
+          for (const f of froms) {
+            if (f.includes('$')) {
+              for (let k = 0; k < this.plan.stages.length; k++) readers.add(k);
+              continue;
+            }
+            const k = stageRef(this.df, f, ps.stage.index);
+            if (k !== undefined) readers.add(k);
+          }
+        }
+      }
+      this.#readers = readers;
+    }
+    return this.#readers.has(i);
+  }
+
+  /** Snapshots being unpacked alongside a layer's writing, by the layer's diffID ('' when it made no layer). */
+  #snapshots = new Map<Promise<unknown>, string>();
+
+  /** Records such a snapshot: RUN steps on that layer and the end of the build wait for it. */
+  snapshotting(diffID: string | undefined, p: Promise<unknown>): void {
+    const settled = p.catch(() => {});
+    this.#snapshots.set(settled, diffID ?? '');
+    void settled.then(() => this.#snapshots.delete(settled));
+  }
+
+  /**
+   * Waits for the snapshots of `diffIDs` being unpacked alongside (all of them when undefined). A failed one is
+   * simply unpacked by the RUN itself.
+   */
+  async snapshotsReady(diffIDs?: string[]): Promise<void> {
+    const want = diffIDs === undefined ? undefined : new Set(diffIDs);
+    await Promise.all([...this.#snapshots].filter(([, d]) => want === undefined || want.has(d)).map(([p]) => p));
   }
 }
 
@@ -498,8 +643,19 @@ class StageRun {
    * is compressed and stored while the command runs, in one pass, and kept only if the command succeeded; a failed
    * step's blob is left unreferenced, for prune).
    */
-  async #layerStep(id: number, key: string, ins: Instruction, make: () => Promise<Readable | { tar: Readable; done: Promise<void> } | undefined>, history?: string): Promise<void> {
+  /**
+   * Layers that can never be part of the image this build writes (stages the target neither is nor is FROM) are
+   * compressed at a fast gzip level: only this build reads them back.
+   */
+  #fastCompression(): boolean {
+    return this.b.o.compression === 'gzip' && !this.b.outputStages.has(this.ps.stage.index);
+  }
+
+  async #layerStep(id: number, stepKeyIn: string, ins: Instruction, make: () => Promise<Readable | MadeLayer | undefined>, history?: string): Promise<void> {
     const b = this.b;
+    // Fast compression changes the blob, so it is part of the key: a cached layer is always the one the level gives.
+    const fast = this.#fastCompression();
+    const key = fast ? stepKey(stepKeyIn, 'gzip-level', INTERMEDIATE_GZIP_LEVEL) : stepKeyIn;
     let entry = await b.cache.get(key);
     if (entry?.layer && !(await b.lease.hasBlob(entry.layer.digest))) entry = undefined;
     let layer: BuiltLayer | undefined;
@@ -509,16 +665,51 @@ class StageRun {
     } else {
       const made = await make();
       if (made !== undefined) {
-        const { tar, done } = 'done' in made ? made : { tar: made, done: Promise.resolve() };
-        const { storeLayer } = await import('./layer-blob.ts');
-        const storing = storeLayer(b.o.store.layout, tar, { compression: b.o.compression, lease: b.lease });
-        // Whichever fails first is the error to report; the other is awaited so nothing is left running.
-        const [s1, s2] = await Promise.allSettled([storing, done]);
-        if (s2.status === 'rejected') throw s2.reason;
-        if (s1.status === 'rejected') throw s1.reason;
-        const stored = s1.value;
-        if (stored.entries > 0) {
-          layer = { digest: stored.descriptor.digest, size: stored.descriptor.size, mediaType: stored.descriptor.mediaType, diffID: stored.diffID };
+        const m: MadeLayer = 'tar' in made ? made : { tar: made };
+        const { done = Promise.resolve(), after } = m;
+        let tar = m.tar;
+        // A later RUN of this stage will need the layer unpacked: unpack it now, as it is written (see snapshotWriter).
+        let snapshot: Promise<string> | undefined;
+        if (m.snapshot && this.#runFollows(ins)) {
+          const { snapshotWriter } = await import('../runtime/step.ts');
+          const { teeTo } = await import('./tee.ts');
+          const w = snapshotWriter({ storeRoot: b.o.store.root, debug: b.o.debug });
+          tar = teeTo(tar, w.input);
+          snapshot = w.done;
+        }
+        // A later step will read this stage's files (the next COPY's lower tree, another stage's COPY --from): the
+        // layer's index is made from the tar as it goes by, instead of reading the stored blob back for it.
+        let indexing: Promise<import('./layer-tree.ts').IndexEntry[]> | undefined;
+        if (this.#treeWanted(ins)) {
+          const { indexTar } = await import('./layer-tree.ts');
+          const { teeTo } = await import('./tee.ts');
+          const { PassThrough } = await import('node:stream');
+          const side = new PassThrough();
+          tar = teeTo(tar, side);
+          indexing = indexTar(side, `layer of ${ins.original}`);
+          indexing.catch(() => {});
+        }
+        try {
+          const { storeLayer } = await import('./layer-blob.ts');
+          // Layers of stages other than the target are compressed fast: they are only read back by this build (and
+          // pushed only if that stage is ever built as a target, then ~30% bigger than at gzip's default level).
+          const storing = storeLayer(b.o.store.layout, tar, { compression: b.o.compression, lease: b.lease, ...(fast ? { level: INTERMEDIATE_GZIP_LEVEL } : {}) });
+          // Whichever fails first is the error to report; the other is awaited so nothing is left running.
+          const [s1, s2] = await Promise.allSettled([storing, done]);
+          if (s2.status === 'rejected') throw s2.reason;
+          if (s1.status === 'rejected') throw s1.reason;
+          const stored = s1.value;
+          if (stored.entries > 0) {
+            layer = { digest: stored.descriptor.digest, size: stored.descriptor.size, mediaType: stored.descriptor.mediaType, diffID: stored.diffID };
+            if (indexing !== undefined) {
+              const { saveIndex } = await import('./layer-tree.ts');
+              const diffID = layer.diffID;
+              await indexing.then((entries) => saveIndex(b.indexCacheDir, diffID, entries)).catch(() => {});
+            }
+          }
+        } finally {
+          await after?.(layer?.diffID);
+          if (snapshot !== undefined) b.snapshotting(layer?.diffID, snapshot);
         }
       }
       entry = { ...(layer ? { layer } : {}), created: b.createdFor(undefined) };
@@ -529,6 +720,22 @@ class StageRun {
       created: b.createdFor(entry), created_by: history ?? historyText(ins), comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }),
     });
     this.state.key = key;
+  }
+
+  /**
+   * Whether something after `ins` will read this stage's filesystem through a LayerTree: a later COPY, ADD or
+   * WORKDIR of the stage (its lower tree), or another needed stage built on or copying from this one.
+   */
+  #treeWanted(ins: Instruction): boolean {
+    const list = this.ps.stage.instructions;
+    if (list.slice(list.indexOf(ins) + 1).some((i) => i.kind === 'COPY' || i.kind === 'ADD' || i.kind === 'WORKDIR')) return true;
+    return this.b.readByOthers(this.ps.stage.index);
+  }
+
+  /** Whether a RUN comes after `ins` in this stage. */
+  #runFollows(ins: Instruction): boolean {
+    const list = this.ps.stage.instructions;
+    return list.slice(list.indexOf(ins) + 1).some((i) => i.kind === 'RUN');
   }
 
   async #run(ins: RunInstruction): Promise<void> {
@@ -570,6 +777,8 @@ class StageRun {
     const t0 = Date.now();
     await this.#layerStep(id, key, ins, async () => {
       const { runStep } = await import('../runtime/step.ts');
+      // Layers being unpacked alongside their writing (snapshotWriter) are waited for, not unpacked twice.
+      await b.snapshotsReady(this.state.layers.map((l) => l.diffID));
       const step = runStep({
         storeRoot: b.o.store.root,
         layers: this.state.layers.map((l) => ({ diffID: l.diffID, digest: l.digest, size: l.size })),
@@ -583,13 +792,15 @@ class StageRun {
         debug: b.o.debug,
         ...(b.mtimeClamp ? { mtimeClamp: b.mtimeClamp } : {}),
         warn: (message) => b.o.events({ type: 'warning', message }),
+        // The upper dir becomes the new layer's snapshot (after()): not deleted now, not unpacked again later.
+        keepUpper: true,
       });
       step.stdout.on('data', (chunk: Buffer) => b.o.events({ type: 'output', id, chunk, stream: 1 }));
       step.stderr.on('data', (chunk: Buffer) => b.o.events({ type: 'output', id, chunk, stream: 2 }));
       const done = step.exit.then((code) => {
         if (code !== 0) throw new HoistError('RUN_FAILED', `${posString(ins.pos)} [${this.ps.label}] ${ins.original}: the command exited with status ${code}`);
       });
-      return { tar: step.layer, done };
+      return { tar: step.layer, done, after: (diffID: string | undefined) => step.adopt(diffID) };
     }, created_by);
     b.o.events({ type: 'done', id, ms: Date.now() - t0 });
   }
@@ -748,7 +959,7 @@ class StageRun {
         const matches = await ctx.match(s, exclude);
         perSource.push(isAdd ? await this.#addArchives(matches) : matches);
         statOf.push(ctx);
-        sums.push([s, await ctx.checksum(matches, await b.checksums())]);
+        sums.push([s, await b.contextSum(s, exclude, matches)]);
       }
     }
     const key = stepKey(this.state.key, ins.kind, {
@@ -770,7 +981,8 @@ class StageRun {
       const { copyLayer, splitParentsPivot } = await import('./copy-layer.ts');
       // --parents: paths are kept below each word's `/./` pivot; in-between directories take the source's metadata.
       const parentsOpt = { pivots: sources.map((s) => splitParentsPivot(s).pivot), stat: async (w: number, rel: string) => statOf[w]?.stat(rel) };
-      return copyLayer(perSource, {
+      const entries = perSource.reduce((n, ms) => n + ms.reduce((k, m) => k + m.entries.length, 0), 0);
+      const tar = copyLayer(perSource, {
         dest, sourceCount: sources.length,
         ...(owner ? { chown: owner } : {}), ...(chmod !== undefined ? { chmod: x(chmod) } : {}), ...(parents ? { parents: parentsOpt } : {}),
         // --link: the layer must not depend on what is below it (BuildKit rebases it), so nothing below is looked at.
@@ -780,6 +992,7 @@ class StageRun {
         instruction: ins.kind,
         ...(b.mtimeClamp ? { mtimeClamp: b.mtimeClamp, now: b.mtimeClamp } : {}),
       });
+      return { tar, snapshot: entries >= SNAPSHOT_ALONG_ENTRIES };
     }, `${ins.original} # buildkit`);
     b.o.events({ type: 'done', id, ms: Date.now() - t0 });
   }

@@ -8,6 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { BigIntStats } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import pLimit from 'p-limit';
@@ -18,6 +19,11 @@ const FORMAT = 'hoist-checksums/v1';
 const HASH_CONCURRENCY = 16;
 /** The most read at once from one file. */
 const READ_CHUNK = 1 << 20;
+/**
+ * Files up to this size are hashed with synchronous calls: a context is mostly small files, and four promise round
+ * trips (open, stat, read, close) cost several times the syscalls themselves.
+ */
+const SYNC_HASH = 64 * 1024;
 
 /**
  * How recently changed a file may be and still have its hash kept for next time. The racy-git problem: a file
@@ -50,6 +56,26 @@ interface CacheFile {
   entries: Record<string, string>;
 }
 
+/** #hashAsync for a small file, with synchronous calls. */
+function hashSync(abs: string, key: string): { digest: string; same: boolean } {
+  const fd = openSync(abs, 'r');
+  try {
+    // The file we opened must be the one that was stat'ed: otherwise the hash is right for now but not for the key.
+    const st = fstatSync(fd, { bigint: true });
+    const same = statKey(st) === key;
+    const h = createHash('sha256');
+    const buf = Buffer.allocUnsafe(Math.max(1, Math.min(Number(st.size) + 1, READ_CHUNK)));
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      h.update(buf.subarray(0, n));
+    }
+    return { digest: h.digest('hex'), same };
+  } finally {
+    closeSync(fd);
+  }
+}
+
 export class ChecksumCache {
   readonly file: string;
   readonly #racyWindowMs: number;
@@ -79,7 +105,13 @@ export class ChecksumCache {
     try {
       const data = JSON.parse(await readFile(file, 'utf8')) as Partial<CacheFile>;
       if (data.format === FORMAT && data.entries && typeof data.entries === 'object') {
-        for (const [k, v] of Object.entries(data.entries)) if (typeof v === 'string' && /^[0-9a-f]{64}$/.test(v)) stored.set(k, v);
+        // A length check only (no pattern per entry: this runs on every build, over every file of the context): a
+        // damaged value can only make a content hash differ, so a step misses the cache, never a wrong hit.
+        const entries = data.entries as Record<string, unknown>;
+        for (const k in entries) {
+          const v = entries[k];
+          if (typeof v === 'string' && v.length === 64) stored.set(k, v);
+        }
       }
     } catch (e) {
       if (!isErrno(e, 'ENOENT') && !(e instanceof SyntaxError) && !isErrno(e, 'EISDIR')) throw e;
@@ -100,6 +132,21 @@ export class ChecksumCache {
   /** The sha256 (hex) of the file at `abs`, whose lstat (bigint) is `st`. */
   hashFile(abs: string, st: BigIntStats): Promise<string> {
     return this.hashKeyed(abs, statKey(st));
+  }
+
+  /** The hash of the file with this key when it needs no reading (kept from before or hashed already), else undefined. */
+  known(key: string): string | undefined {
+    const kept = this.#keep.get(key) ?? this.#racy.get(key);
+    if (kept !== undefined) {
+      this.#hits++;
+      return kept;
+    }
+    const stored = this.#stored.get(key);
+    if (stored !== undefined) {
+      this.#hits++;
+      this.#keep.set(key, stored);
+    }
+    return stored;
   }
 
   /** hashFile for a caller that kept only the statKey of an earlier lstat (the context walk). */
@@ -124,6 +171,15 @@ export class ChecksumCache {
   }
 
   async #hash(abs: string, key: string): Promise<string> {
+    const size = Number(key.split(':')[2]);
+    const { digest, same } = size <= SYNC_HASH ? hashSync(abs, key) : await this.#hashAsync(abs, key);
+    const settled = Date.now() - changedMs(key) >= this.#racyWindowMs;
+    if (same && settled) this.#keep.set(key, digest);
+    else this.#racy.set(key, digest);
+    return digest;
+  }
+
+  async #hashAsync(abs: string, key: string): Promise<{ digest: string; same: boolean }> {
     const fh = await open(abs, 'r');
     let digest: string;
     let same: boolean;
@@ -144,10 +200,7 @@ export class ChecksumCache {
     } finally {
       await fh.close();
     }
-    const settled = Date.now() - changedMs(key) >= this.#racyWindowMs;
-    if (same && settled) this.#keep.set(key, digest);
-    else this.#racy.set(key, digest);
-    return digest;
+    return { digest, same };
   }
 
   /**

@@ -12,8 +12,8 @@
  * resolve inside the context: an absolute target starts at the context root, `..` stops there.
  */
 import { createHash } from 'node:crypto';
-import type { BigIntStats, Dirent } from 'node:fs';
-import { lstat, readdir, readlink, stat } from 'node:fs/promises';
+import { lstatSync, readdirSync, readlinkSync, type BigIntStats, type Dirent } from 'node:fs';
+import { lstat, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { HoistError, isErrno } from '../errors.ts';
 import { statKey, type ChecksumCache } from './checksum-cache.ts';
@@ -41,8 +41,8 @@ interface Resolved {
   rel: string;
 }
 
-/** Syscalls in flight during the walk: more than libuv's threads, few enough to keep the queue short. */
-const IO_CONCURRENCY = 32;
+/** Entries walked between two turns of the event loop. */
+const WALK_SLICE = 2000;
 /** Files hashed at once by checksum() (cache misses only; hits cost no I/O). */
 const HASH_CONCURRENCY = 16;
 /** As Linux's MAXSYMLINKS-ish limit in continuity's RootPath. */
@@ -96,50 +96,6 @@ function maxSegments(pattern: string): number {
   let n = 1;
   for (const ch of pattern) if (ch === '/' || ch === '[') n++;
   return n;
-}
-
-type Job = () => Promise<void>;
-
-/** Runs jobs, which may add more jobs, `width` at a time (LIFO: depth first, a short queue); fails on the first error. */
-class JobPool {
-  readonly #queue: Job[] = [];
-  readonly #width: number;
-  readonly #done = Promise.withResolvers<void>();
-  #running = 0;
-  #failed = false;
-
-  constructor(width: number) {
-    this.#width = width;
-  }
-
-  add(job: Job): void {
-    this.#queue.push(job);
-    this.#pump();
-  }
-
-  done(): Promise<void> {
-    if (this.#running === 0 && this.#queue.length === 0) this.#done.resolve();
-    return this.#done.promise;
-  }
-
-  #pump(): void {
-    while (!this.#failed && this.#running < this.#width && this.#queue.length > 0) {
-      const job = this.#queue.pop()!;
-      this.#running++;
-      job().then(
-        () => {
-          this.#running--;
-          if (this.#running === 0 && this.#queue.length === 0) this.#done.resolve();
-          else this.#pump();
-        },
-        (e: unknown) => {
-          this.#failed = true;
-          this.#queue.length = 0;
-          this.#done.reject(e);
-        },
-      );
-    }
-  }
 }
 
 /** Runs `fn` over `items`, `width` at a time, stopping at the first error. */
@@ -213,26 +169,30 @@ export class BuildContext implements SourceTree {
   }
 
   /**
-   * Reads the whole (filtered) context into the tree. The syscalls go through a small pool of jobs — a readdir job
-   * adds an lstat job per entry, an lstat job of a directory adds its readdir job — rather than one promise per
-   * entry: on 100k entries a promise storm costs more time and memory than the syscalls themselves.
+   * Reads the whole (filtered) context into the tree, with synchronous readdir/lstat calls: on a context of small
+   * files a promise per syscall (a thread-pool round trip) costs more than the syscall, and the walk is what a no-op
+   * rebuild spends most of its time on. The event loop gets a turn every WALK_SLICE entries, so other stages'
+   * streams keep moving during the walk of a big context.
    */
   async #walk(): Promise<Node> {
     const root = nodeOf('', await stat(this.dir, { bigint: true }))!;
     root.children = [];
     /** Excluded directories walked for the exceptions: dropped at the end unless something came back inside. */
     const excludedDirs = new Set<Node>();
-    const pool = new JobPool(IO_CONCURRENCY);
     const ignore = this.ignore;
-
-    const readDir = (dir: Node, abs: string, rel: string, info: ParentMatch | undefined, excluded: boolean): Job => async () => {
+    const stack: Array<{ dir: Node; abs: string; rel: string; info: ParentMatch | undefined; excluded: boolean }> = [
+      { dir: root, abs: this.dir, rel: '', info: undefined, excluded: false },
+    ];
+    let sinceYield = 0;
+    while (stack.length > 0) {
+      const { dir, abs, rel, info, excluded } = stack.pop()!;
       let dirents: Dirent[];
       try {
-        dirents = await readdir(abs, { withFileTypes: true });
+        dirents = readdirSync(abs, { withFileTypes: true });
       } catch (e) {
         // BuildKit walks an excluded directory only for the exceptions, and shrugs at one it can't read.
-        if (excluded && isErrno(e, 'EACCES')) return;
-        if (isErrno(e, 'ENOENT') && rel !== '') return; // removed while we walked
+        if (excluded && isErrno(e, 'EACCES')) continue;
+        if (isErrno(e, 'ENOENT') && rel !== '') continue; // removed while we walked
         throw unreadable(rel === '' ? abs : rel, e);
       }
       for (const d of dirents) {
@@ -245,40 +205,39 @@ export class BuildContext implements SourceTree {
           cinfo = m.info;
           if (cexcluded && (!d.isDirectory() || ignore.canSkipDir(crel))) continue;
         }
-        pool.add(statEntry(dir, join(abs, d.name), crel, d.name, cinfo, cexcluded));
-      }
-    };
-
-    const statEntry = (parent: Node, abs: string, rel: string, name: string, info: ParentMatch | undefined, excluded: boolean): Job => async () => {
-      let st: BigIntStats;
-      try {
-        st = await lstat(abs, { bigint: true });
-      } catch (e) {
-        if (isErrno(e, 'ENOENT')) return; // removed while we walked
-        throw unreadable(rel, e);
-      }
-      const node = nodeOf(name, st);
-      if (node === undefined) return;
-      if (node.type === 'directory') {
-        node.children = [];
-        if (excluded) excludedDirs.add(node);
-        parent.children!.push(node);
-        pool.add(readDir(node, abs, rel, info, excluded));
-        return;
-      }
-      if (excluded) return; // raced: was a directory at readdir time
-      if (node.type === 'symlink') {
+        const cabs = join(abs, d.name);
+        let st: BigIntStats;
         try {
-          node.linkname = await readlink(abs);
+          st = lstatSync(cabs, { bigint: true });
         } catch (e) {
-          throw unreadable(rel, e);
+          if (isErrno(e, 'ENOENT')) continue; // removed while we walked
+          throw unreadable(crel, e);
         }
+        const node = nodeOf(d.name, st);
+        if (node === undefined) continue;
+        if (node.type === 'directory') {
+          node.children = [];
+          if (cexcluded) excludedDirs.add(node);
+          dir.children!.push(node);
+          stack.push({ dir: node, abs: cabs, rel: crel, info: cinfo, excluded: cexcluded });
+          continue;
+        }
+        if (cexcluded) continue; // raced: was a directory at readdir time
+        if (node.type === 'symlink') {
+          try {
+            node.linkname = readlinkSync(cabs);
+          } catch (e) {
+            throw unreadable(crel, e);
+          }
+        }
+        dir.children!.push(node);
       }
-      parent.children!.push(node);
-    };
-
-    pool.add(readDir(root, this.dir, '', undefined, false));
-    await pool.done();
+      sinceYield += dirents.length;
+      if (sinceYield >= WALK_SLICE) {
+        sinceYield = 0;
+        await new Promise<void>((r) => setImmediate(r));
+      }
+    }
     finishDir(root, excludedDirs);
     return root;
   }
@@ -455,6 +414,14 @@ export class BuildContext implements SourceTree {
         const fields: (string | number)[] = [e.rel, e.type, e.mode, e.uid, e.gid, e.linkname ?? ''];
         if (e.xattrs) for (const k of Object.keys(e.xattrs).sort()) fields.push(`xattr:${k}=${e.xattrs[k]!.toString('base64')}`);
         if (e.type === 'file' && e.abs !== undefined) {
+          // Known already (a rebuild): no promise per file.
+          const key = this.#origin.get(e)?.key;
+          const known = key === undefined ? undefined : cache.known(key);
+          if (known !== undefined) {
+            fields.push(known);
+            records.push(JSON.stringify(fields));
+            continue;
+          }
           files.push({ at: records.length, fields, e, abs: e.abs });
           records.push('');
         } else {

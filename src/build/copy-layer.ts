@@ -29,7 +29,7 @@
  * whole-second mtimes (clamped to `mtimeClamp`), no atime/ctime; pax records only for long names, ids past the
  * ustar range and xattrs; no hard links. File bytes stream from disk (or memory for heredocs) when the tar is read.
  */
-import { createReadStream } from 'node:fs';
+import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { HoistError } from '../errors.ts';
@@ -645,8 +645,48 @@ function openData(d: Data, size: number): Readable {
   }
 }
 
+/**
+ * Files up to this size are read whole, synchronously: most of a context is small files, and a ReadStream per file
+ * (open, read, close as promise round trips and a stream's machinery) costs several times the read itself.
+ */
+const SMALL_READ = 64 * 1024;
+
+/** The bytes of a small file: at most `size` + 1 (one more tells that it grew). */
+function readSmall(abs: string, size: number): Buffer {
+  const fd = openSync(abs, 'r');
+  try {
+    const buf = Buffer.allocUnsafe(size + 1);
+    let n = 0;
+    while (n < buf.length) {
+      const got = readSync(fd, buf, n, buf.length - n, null);
+      if (got === 0) break;
+      n += got;
+    }
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 async function writeFile(pack: Pack, h: PackHeader, node: PlannedNode, path: string): Promise<void> {
   const size = node.size;
+  const data = node.data!;
+  if (data.kind === 'buffer' || (data.kind === 'file' && size <= SMALL_READ)) {
+    let buf: Buffer;
+    try {
+      buf = data.kind === 'buffer' ? data.buf : readSmall(data.abs, size);
+    } catch (e) {
+      throw new HoistError('SOURCE_CHANGED', `cannot read ${data.kind === 'file' ? data.abs : `/${path}`} for /${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); the source changed during the build`, { cause: e });
+    }
+    if (buf.length !== size) {
+      throw new HoistError('SOURCE_CHANGED', `${data.kind === 'file' ? data.abs : `/${path}`} has ${buf.length > size ? `more than ${size}` : buf.length} bytes, not the ${size} it had when matched; the source changed during the build, run it again`);
+    }
+    await new Promise<void>((resolve, reject) => {
+      const sink = pack.entry({ ...h, size }, buf, (err) => (err ? reject(err) : resolve()));
+      sink.on('error', ignore);
+    });
+    return;
+  }
   const done = Promise.withResolvers<void>();
   done.promise.catch(() => undefined);
   const sink = pack.entry(h, (err) => (err ? done.reject(err) : done.resolve()));

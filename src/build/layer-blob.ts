@@ -104,18 +104,33 @@ export async function storeLayer(layout: OciLayout, tar: Readable, opts: StoreLa
 async function feed(src: Readable, z: Transform, onChunk: (b: Buffer) => void, onEnd: () => void): Promise<void> {
   try {
     let last: Promise<void> = Promise.resolve();
+    // Small chunks (a tar writer's 512-byte headers, a small file's bytes) are gathered before they go to the
+    // compressor: zlib runs every write as its own thread-pool job, one after the other, and thousands of tiny
+    // jobs leave both threads mostly waiting on each other (seconds for a layer of many small files).
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    const flush = async (): Promise<void> => {
+      if (pendingBytes === 0) return;
+      const chunk = pending.length === 1 ? pending[0]! : Buffer.concat(pending, pendingBytes);
+      pending = [];
+      pendingBytes = 0;
+      last = new Promise<void>((resolve, reject) => {
+        z.write(chunk, (e) => (e ? reject(e) : resolve()));
+      });
+      last.catch(() => {}); // awaited below or superseded; a failure also destroys z
+      if (z.writableNeedDrain) await waitDrain(z);
+    };
     for await (const c of src) {
       const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c as Uint8Array);
       if (chunk.length === 0) continue;
       // The output side failed (disk full): stop reading the source now rather than at its end.
       if (z.destroyed) throw z.errored ?? new Error('compressor closed');
       onChunk(chunk);
-      last = new Promise<void>((resolve, reject) => {
-        z.write(chunk, (e) => (e ? reject(e) : resolve()));
-      });
-      last.catch(() => {}); // awaited below or superseded; a failure also destroys z
-      if (z.writableNeedDrain) await waitDrain(z);
+      pending.push(chunk);
+      pendingBytes += chunk.length;
+      if (pendingBytes >= FEED_CHUNK) await flush();
     }
+    await flush();
     onEnd();
     await last;
     z.end();
@@ -157,6 +172,9 @@ async function writeAll(fh: FileHandle, chunk: Buffer): Promise<void> {
     off += bytesWritten;
   }
 }
+
+/** What feed() gathers before a write to the compressor. */
+const FEED_CHUNK = 256 * 1024;
 
 const BLOCK = 512;
 /** Go's archive/tar limit on a pax or GNU long-name header body. */

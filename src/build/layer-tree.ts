@@ -112,7 +112,7 @@ export interface LayerTreeOptions {
   name?: string;
   /**
    * Small files (up to SMALL_FILE bytes) whose bytes are kept in memory instead of a temp file, up to this many
-   * bytes in all per process (default 0: every file goes to a temp file, `abs` set). Matched entries then carry
+   * bytes in all for this tree (default 0: every file goes to a temp file, `abs` set). Matched entries then carry
    * `content` instead of `abs`. Creating a file costs far more than its bytes on many filesystems (ext4 under
    * load here: 0.5–1 ms per create), and COPY --from of thousands of small files would otherwise create and
    * remove each of them once more only to read it back.
@@ -122,8 +122,6 @@ export interface LayerTreeOptions {
 
 /** The largest file LayerTreeOptions.memoryBytes keeps in memory. */
 const SMALL_FILE = 256 * 1024;
-/** Bytes of extracted contents held in memory, by all trees of this process. */
-let inMemory = 0;
 
 /** What an extracted file became: a temp file's path, or its bytes. */
 type Extracted = string | Buffer;
@@ -137,6 +135,8 @@ export class LayerTree implements SourceTree {
   /** Extracted contents by `layer:n`: the file's path once written, or its bytes (see memoryBytes). */
   readonly #extracted = new Map<string, Promise<Extracted>>();
   readonly #memoryBytes: number;
+  /** Bytes of extracted contents held in memory so far. */
+  #inMemory = 0;
   /** The read of each layer's blob in progress, so that reads of one blob never overlap. */
   readonly #layerQueue: Promise<unknown>[];
   #dir: Promise<string> | undefined;
@@ -327,8 +327,8 @@ export class LayerTree implements SourceTree {
     await walkTar(blob, where, async (h, body, n) => {
       const w = want.get(n);
       if (w === undefined || w.d.settled) return false;
-      if (w.size <= SMALL_FILE && inMemory + w.size <= this.#memoryBytes) {
-        inMemory += w.size;
+      if (w.size <= SMALL_FILE && this.#inMemory + w.size <= this.#memoryBytes) {
+        this.#inMemory += w.size;
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const chunk of body) {
@@ -583,6 +583,27 @@ export async function loadIndex(layout: OciLayout, desc: Descriptor, diffID: str
   const ix = await buildIndex(layout, desc, diffID);
   if (file !== undefined) await writeIndex(file, ix);
   return ix;
+}
+
+/**
+ * The index of a layer read from its uncompressed tar as it is being written (a build step's layer): with
+ * saveIndex() under the diffID the writer computed from the same bytes, LayerTree.open() then finds it cached and
+ * never reads the stored blob back just to list it.
+ */
+export async function indexTar(tar: Readable, where: string): Promise<IndexEntry[]> {
+  const entries: IndexEntry[] = [];
+  await walkTar(tar, where, async (h, _body, n) => {
+    const e = indexEntry(h, n, where);
+    if (e !== undefined) entries.push(e);
+    return false;
+  });
+  return entries;
+}
+
+/** Saves an index made by indexTar() in `cacheDir` (as loadIndex() does), for the layer `diffID`. */
+export async function saveIndex(cacheDir: string, diffID: string, entries: IndexEntry[]): Promise<void> {
+  const { hex } = parseDigest(diffID, 'diff_id');
+  await writeIndex(path.join(cacheDir, `${hex}.json`), { v: INDEX_VERSION, diffID, entries });
 }
 
 /** Temp file and rename: readers see the whole index or none. */
