@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { HoistError } from '../errors.ts';
+import { pidAlive } from '../store/lock.ts';
 
 export interface ContainerRecord {
   id: string;
@@ -93,7 +94,7 @@ export class Containers {
     } catch {
       return undefined;
     }
-    if (rec.state === 'running' && (rec.pid === undefined || !alive(rec.pid))) rec.state = 'exited';
+    if (rec.state === 'running' && (rec.pid === undefined || !pidAlive(rec.pid))) rec.state = 'exited';
     return rec;
   }
 
@@ -110,15 +111,6 @@ export class Containers {
 function onlyOne(list: ContainerRecord[], what: string): ContainerRecord | undefined {
   if (list.length > 1) throw new HoistError('AMBIGUOUS', `container id prefix "${what}" matches ${list.length} containers; give more of the id`, { exitCode: 125 });
   return list[0];
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 const ADJECTIVES = ['brave', 'calm', 'eager', 'fond', 'gentle', 'happy', 'jolly', 'keen', 'lucid', 'merry', 'nifty', 'proud', 'quiet', 'sharp', 'tender', 'vivid', 'witty', 'zen'];

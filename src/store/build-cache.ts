@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdir, readFile, rename, rm, writeFile, utimes } from 'node:fs/promises';
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pidAlive } from './lock.ts';
 
 /** A layer a step produced: the compressed blob in the store and its uncompressed digest. */
 export interface CachedLayer {
@@ -130,18 +131,9 @@ export async function trimBuildCache(storeRoot: string, opts: { maxAgeMs?: numbe
   const tmp = path.join(storeRoot, CACHE_DIR, 'tmp');
   for (const t of await readdir(tmp).catch(() => [] as string[])) {
     const pid = Number(t.split('-')[0]);
-    if (Number.isInteger(pid) && pid > 0 && !alive(pid)) await rm(path.join(tmp, t), { recursive: true, force: true });
+    if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) await rm(path.join(tmp, t), { recursive: true, force: true });
   }
   return { removed, keep };
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** Parses buildah's --cache-ttl (`90s`, `10m`, `2h`, `1h30m`, or plain seconds) to milliseconds. */
