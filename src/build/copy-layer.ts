@@ -33,7 +33,7 @@ import { closeSync, createReadStream, openSync, readSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { pack as tarPack, type Pack } from 'tar-stream';
 import { HoistError } from '../errors.ts';
-import { fitsUstar, paxHeaderBlocks, paxRecord, ustarStandIn } from '../layer/xattrs.ts';
+import { drained, ignoreSinkError, pushPaxXattrs, type PackHeader } from '../layer/tar-pack.ts';
 import { isArchiveMatch, openArchive, type ArchiveMatch, type ArchiveReader } from './add-archive.ts';
 import { octalChmod, parseChmod, type ChmodFn } from './chmod.ts';
 import type { SourceEntry, SourceMatch } from './source.ts';
@@ -125,7 +125,7 @@ export function copyLayer(matches: CopySource[][], opts: CopyLayerOptions): Read
   const pack = tarPack();
   // The reader gets errors through the iterator below; a destroy after it stopped reading must not be an
   // unhandled 'error' event.
-  pack.on('error', ignore);
+  pack.on('error', ignoreSinkError);
   (async () => {
     const plan = await planner.run(matches);
     try {
@@ -575,7 +575,6 @@ function fromEntry(e: SourceEntry, lower: boolean): PlannedNode {
 
 // ---- writing ----
 
-type PackHeader = Parameters<Pack['entry']>[0];
 
 export async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp: Date | undefined): Promise<void> {
   const clampS = clamp === undefined ? MAX_MTIME_S : Math.min(MAX_MTIME_S, Math.floor(clamp.getTime() / 1000));
@@ -595,45 +594,21 @@ export async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp:
     const xattrs = Object.entries(node.xattrs ?? {}).sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
     if (node.type === 'file') {
       h.size = node.size;
-      paxXattrs(pack, h, xattrs);
+      pushPaxXattrs(pack, h, xattrs);
       await writeFile(pack, h, node, path);
     } else {
-      paxXattrs(pack, h, xattrs);
+      pushPaxXattrs(pack, h, xattrs);
       await put(pack, h);
     }
     if (node.opaque) await put(pack, { name: `${path}/${OPAQUE}`, type: 'file', mode: S_IFREG, uid: 0, gid: 0, mtime: mtime(node.mtimeMs) });
   }
 }
 
-/**
- * For an entry with xattrs: its pax header written here, byte-exact (tar-stream would encode values as UTF-8 text),
- * folding in the records tar-stream would have written (path, uid, gid). Called between entries only.
- */
-function paxXattrs(pack: Pack, h: PackHeader, xattrs: Array<[string, Buffer]>): void {
-  if (xattrs.length === 0) return;
-  const records: Buffer[] = [];
-  if (!fitsUstar(h.name)) {
-    records.push(paxRecord('path', h.name));
-    h.name = ustarStandIn(h.name);
-  }
-  if (h.linkname !== undefined && h.linkname !== null && !fitsUstar(h.linkname)) {
-    records.push(paxRecord('linkpath', h.linkname));
-    h.linkname = ustarStandIn(h.linkname);
-  }
-  if (h.pax) {
-    for (const [k, v] of Object.entries(h.pax)) records.push(paxRecord(k, v));
-    delete h.pax;
-  }
-  for (const [name, value] of xattrs) records.push(paxRecord(`SCHILY.xattr.${name}`, value));
-  const mtimeS = Math.floor((h.mtime ?? new Date(0)).getTime() / 1000);
-  pack.push(paxHeaderBlocks(records, { mode: h.mode ?? 0, uid: h.uid ?? 0, gid: h.gid ?? 0, mtimeS }));
-}
-
 function put(pack: Pack, h: PackHeader): Promise<void> {
   return new Promise((resolve, reject) => {
     const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
     const sink = h.type === 'file' ? pack.entry(h, EMPTY, cb) : pack.entry(h, cb);
-    sink.on('error', ignore);
+    sink.on('error', ignoreSinkError);
   });
 }
 
@@ -683,14 +658,14 @@ async function writeFile(pack: Pack, h: PackHeader, node: PlannedNode, path: str
     }
     await new Promise<void>((resolve, reject) => {
       const sink = pack.entry({ ...h, size }, buf, (err) => (err ? reject(err) : resolve()));
-      sink.on('error', ignore);
+      sink.on('error', ignoreSinkError);
     });
     return;
   }
   const done = Promise.withResolvers<void>();
   done.promise.catch(() => undefined);
   const sink = pack.entry(h, (err) => (err ? done.reject(err) : done.resolve()));
-  sink.on('error', ignore);
+  sink.on('error', ignoreSinkError);
   const src = openData(node.data!, size);
   let n = 0;
   try {
@@ -715,24 +690,3 @@ async function writeFile(pack: Pack, h: PackHeader, node: PlannedNode, path: str
   await done.promise;
 }
 
-function drained(sink: ReturnType<Pack['entry']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      sink.off('drain', onDrain);
-      sink.off('close', onClose);
-    };
-    const onDrain = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new Error('layer tar stream closed while writing'));
-    };
-    sink.on('drain', onDrain);
-    sink.on('close', onClose);
-  });
-}
-
-/** Entry sinks emit 'error' when the pack is destroyed; their callbacks already carry it. */
-function ignore(): void {}

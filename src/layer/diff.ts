@@ -29,7 +29,8 @@ import { Readable } from 'node:stream';
 import { pack as tarPack, type Header, type Pack } from 'tar-stream';
 import { getAttributeSync, listAttributesSync } from '@napi-rs/xattr';
 import { HoistError } from '../errors.ts';
-import { fitsUstar, isOverlayXattr, paxHeaderBlocks, paxRecord, ustarStandIn, xattrErrno } from './xattrs.ts';
+import { drained, ignoreSinkError, pushPaxXattrs, type PackHeader } from './tar-pack.ts';
+import { isOverlayXattr, xattrErrno } from './xattrs.ts';
 
 export interface DiffOptions {
   /** Leaves a path (relative, no leading `/` or `./`) out of the layer; for a directory, its whole subtree. */
@@ -62,7 +63,6 @@ const EMPTY = Buffer.alloc(0);
 /** Never carried into a layer; see the module comment. */
 const SELINUX_XATTR = 'security.selinux';
 
-type PackHeader = Parameters<Pack['entry']>[0];
 
 /** A directory whose header waits for its first child (or for the end of its walk). */
 interface PendingDir {
@@ -155,33 +155,11 @@ class UpperWalk {
   #put(h: PackHeader, xattrs: Array<[string, Buffer]>): Promise<void> {
     return new Promise((resolve, reject) => {
       const cb = (err?: Error | null): void => (err ? reject(err) : resolve());
-      this.#paxXattrs(h, xattrs);
+      pushPaxXattrs(this.#pack, h, xattrs);
       // A 'file' entry (whiteouts, opaque markers) waits for a body until it gets one, even an empty one.
       const sink = h.type === 'file' ? this.#pack.entry(h, EMPTY, cb) : this.#pack.entry(h, cb);
-      sink.on('error', ignore);
+      sink.on('error', ignoreSinkError);
     });
-  }
-
-  /**
-   * For an entry with xattrs: writes its pax header ourselves (tar-stream would encode the values as UTF-8 text,
-   * corrupting binary ones such as security.capability), folding in the records tar-stream would have written
-   * (path, uid, gid), and leaves `h` a plain ustar header. Called only while the pack is between entries: every
-   * entry is awaited before the next one starts, so these bytes land right before `h`'s header.
-   */
-  #paxXattrs(h: PackHeader, xattrs: Array<[string, Buffer]>): void {
-    if (xattrs.length === 0) return;
-    const records: Buffer[] = [];
-    if (!fitsUstar(h.name)) {
-      records.push(paxRecord('path', h.name));
-      h.name = ustarStandIn(h.name);
-    }
-    if (h.pax) {
-      for (const [k, v] of Object.entries(h.pax)) records.push(paxRecord(k, v));
-      delete h.pax;
-    }
-    for (const [name, value] of xattrs) records.push(paxRecord(`SCHILY.xattr.${name}`, value));
-    const mtimeS = Math.floor((h.mtime ?? new Date(0)).getTime() / 1000);
-    this.#pack.push(paxHeaderBlocks(records, { mode: h.mode ?? 0, uid: h.uid ?? 0, gid: h.gid ?? 0, mtimeS }));
   }
 
   /** The xattrs a layer carries for `abs`, by name in byte order. */
@@ -265,9 +243,9 @@ class UpperWalk {
       done.promise.catch(() => undefined);
       const finish = done.promise;
       const h: PackHeader = { ...this.#header(rel, st, 'file'), size: st.size };
-      this.#paxXattrs(h, xattrs);
+      pushPaxXattrs(this.#pack, h, xattrs);
       const sink = this.#pack.entry(h, (err) => (err ? done.reject(err) : done.resolve()));
-      sink.on('error', ignore);
+      sink.on('error', ignoreSinkError);
       let left = st.size;
       while (left > 0) {
         const buf = Buffer.allocUnsafe(Math.min(CHUNK, left));
@@ -298,30 +276,6 @@ function asHoistError(e: unknown, root: string): Error {
     + `check that the container has stopped and the directory is readable`, { cause: e });
 }
 
-function drained(sink: ReturnType<Pack['entry']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const cleanup = (): void => {
-      sink.off('drain', onDrain);
-      sink.off('close', onClose);
-    };
-    const onDrain = (): void => {
-      cleanup();
-      resolve();
-    };
-    const onClose = (): void => {
-      cleanup();
-      reject(new Error('layer tar stream closed while writing'));
-    };
-    sink.on('drain', onDrain);
-    sink.on('close', onClose);
-  });
-}
-
-/**
- * Entry sinks emit 'error' when the pack is destroyed (the reader went away); their callbacks already carry it,
- * and an 'error' event without a listener would crash the process.
- */
-function ignore(): void {}
 
 function byteOrder(a: string, b: string): number {
   return Buffer.compare(Buffer.from(a), Buffer.from(b));
