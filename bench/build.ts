@@ -51,7 +51,7 @@ import { makeBusyboxImage } from '../testdata/make-busybox.ts';
 import { run as runCmd } from '../test/helpers/run.ts';
 import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH, userTempDir } from '../test/helpers/rootless.ts';
 import { changeOneFile, CHANGED_FILE, makeBuildContext, SOURCE_FILES } from './fixtures/build-context.ts';
-import {
+import { awaitUserRun,
   AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool,
   type ToolResult, type ToolRun,
 } from './lib.ts';
@@ -658,20 +658,7 @@ async function asUser(runs: number, out: string, only: string, fsKind: 'loop' | 
     stdio: ['ignore', 'inherit', 'inherit', 'pipe'],
   });
   if (daemon) serveDockerd(child.stdio[3] as import('node:stream').Duplex, user, base, daemon);
-  const exited = new Promise<number>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-  const stopChild = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited.catch(() => {});
-  };
-  onCleanup(stopChild);
-  const code = await exited;
-  dropCleanup(stopChild);
-  if (code !== 0) throw new Error(`the benchmark as ${user} exited with ${code}`);
-  await mkdir(path.dirname(out), { recursive: true });
-  await copyFile(childOut, out);
+  await awaitUserRun(child, user, childOut, out);
   log(`wrote ${out}`);
 }
 

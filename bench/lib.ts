@@ -3,7 +3,7 @@
  * cleanup list that also runs on Ctrl-C / SIGTERM so no registry or temp dir outlives an interrupted run.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -205,4 +205,25 @@ export async function alternateRuns<T extends string>(
 export function medianCell(r: ToolResult): string {
   if (r.median === null) return 'FAILED';
   return r.failed ? `${fmt(r.median)} (some runs FAILED)` : fmt(r.median);
+}
+
+/**
+ * As root, after re-running a bench file as the unprivileged user: waits for that child (stopped with SIGTERM if the
+ * bench is aborted meanwhile), fails on a non-zero exit, then copies the results it wrote (`childOut`) to `out`.
+ */
+export async function awaitUserRun(child: ChildProcess, user: string, childOut: string, out: string): Promise<void> {
+  const exited = new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
+  });
+  const stopChild = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    await exited.catch(() => {});
+  };
+  onCleanup(stopChild);
+  const code = await exited;
+  dropCleanup(stopChild);
+  if (code !== 0) throw new Error(`the benchmark as ${user} exited with ${code}`);
+  await mkdir(path.dirname(out), { recursive: true });
+  await copyFile(childOut, out);
 }

@@ -50,7 +50,7 @@ import { makeBusyboxImage } from '../testdata/make-busybox.ts';
 import { run as runCmd } from '../test/helpers/run.ts';
 import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH, userTempDir } from '../test/helpers/rootless.ts';
 import { makeCopyFixture } from './fixture.ts';
-import {
+import { awaitUserRun,
   AbortedError, alternateRuns, fmt, installSignalHandlers, isAborted, median, medianCell, mib, onCleanup, dropCleanup, runCleanups, runTool, type ToolResult, type ToolRun,
 } from './lib.ts';
 
@@ -452,20 +452,7 @@ async function asUser(runs: number, out: string): Promise<void> {
     env: { PATH: USER_PATH, HOME: tmp.dir, USER: user, LOGNAME: user, LANG: 'C.UTF-8', TMPDIR: '/tmp' },
     stdio: ['ignore', 'inherit', 'inherit'],
   });
-  const exited = new Promise<number>((resolve, reject) => {
-    child.once('error', reject);
-    child.once('close', (code, signal) => resolve(code ?? (signal ? 128 : 1)));
-  });
-  const stopChild = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
-    await exited.catch(() => {});
-  };
-  onCleanup(stopChild);
-  const code = await exited;
-  dropCleanup(stopChild);
-  if (code !== 0) throw new Error(`the benchmark as ${user} exited with ${code}`);
-  await mkdir(path.dirname(out), { recursive: true });
-  await copyFile(childOut, out);
+  await awaitUserRun(child, user, childOut, out);
   log(`wrote ${out}`);
 }
 
