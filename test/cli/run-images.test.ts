@@ -5,7 +5,6 @@
  * without subordinate ids. The same checks rootful (this process, as root) at the end.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
@@ -15,7 +14,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildahImage, buildahSkipReason, buildahWhiteoutImage, WHITEOUT_EXPECT } from '../helpers/buildah-image.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import {
-  assertCheckoutReadable, ciUser, hoistAs, hostIds, isRoot, mkdirFor, rootlessSkipReason, subordinateIds, userTempDir, type UserTempDir,
+  assertCheckoutReadable, ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, userTempDir, type UserTempDir, rootfulSkipReason, noSubUser,
 } from '../helpers/rootless.ts';
 import { busyboxDerived, LIST_TREE, normalizeTree, rawLayerTar } from '../helpers/run-images.ts';
 import { hoist as hoistAsMe, run, type RunResult } from '../helpers/run.ts';
@@ -25,17 +24,9 @@ const user = ciUser();
 const skip = rootlessSkipReason();
 const buildahSkip = skip || buildahSkipReason() || (existsSync('/usr/bin/umoci') ? false : 'umoci is not installed (apt-get install umoci)');
 const registrySkip = skip || (existsSync('/usr/bin/docker-registry') ? false : 'docker-registry is not installed');
-const rootfulSkip = !isRoot() ? 'rootful checks need this process to be root'
-  : spawnSync('runc', ['--version'], { stdio: 'ignore' }).status !== 0 ? 'runc is not installed' : false;
+const rootfulSkip = rootfulSkipReason();
 
-/** A user without /etc/subuid and /etc/subgid ranges: $HOIST_CI_NOSUB_USER, else `hoistnosub` (.ci/run makes it). */
-function noSubUser(): string | undefined {
-  const name = process.env['HOIST_CI_NOSUB_USER'] || 'hoistnosub';
-  return spawnSync('id', ['-u', name], { stdio: 'ignore' }).status === 0 ? name : undefined;
-}
-const nosub = isRoot() ? noSubUser() : undefined;
-const nosubSkip = skip || (nosub === undefined ? 'no user without subordinate ids (set HOIST_CI_NOSUB_USER or create hoistnosub; .ci/run does)'
-  : subordinateIds(nosub) !== undefined ? `user ${nosub} has /etc/subuid and /etc/subgid ranges; it must have none` : false);
+const { user: nosub, skip: nosubSkip } = noSubUser();
 
 let tmp: UserTempDir;
 let root: string;

@@ -19,7 +19,7 @@ import { OciLayout } from '../../src/store/layout.ts';
 import { makeBusyboxImage } from '../../testdata/make-busybox.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import {
-  assertCheckoutReadable, ciUser, hoistAs, hostIds, isRoot, mkdirFor, rootlessSkipReason, subordinateIds, userTempDir, type UserTempDir,
+  assertCheckoutReadable, ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, subordinateIds, userTempDir, type UserTempDir, rootfulSkipReason, noSubUser,
 } from '../helpers/rootless.ts';
 import { busyboxDerived, rawLayerTar, type DerivedImage } from '../helpers/run-images.ts';
 import { hoist as hoistAsMe, type RunResult } from '../helpers/run.ts';
@@ -27,15 +27,8 @@ import { hoist as hoistAsMe, type RunResult } from '../helpers/run.ts';
 const user = ciUser();
 const skip = rootlessSkipReason();
 const registrySkip = skip || (existsSync('/usr/bin/docker-registry') ? false : 'docker-registry is not installed');
-const rootfulSkip = !isRoot() ? 'rootful checks need this process to be root'
-  : spawnSync('runc', ['--version'], { stdio: 'ignore' }).status !== 0 ? 'runc is not installed' : false;
-function noSubUser(): string | undefined {
-  const name = process.env['HOIST_CI_NOSUB_USER'] || 'hoistnosub';
-  return spawnSync('id', ['-u', name], { stdio: 'ignore' }).status === 0 ? name : undefined;
-}
-const nosub = isRoot() ? noSubUser() : undefined;
-const nosubSkip = skip || (nosub === undefined ? 'no user without subordinate ids (set HOIST_CI_NOSUB_USER or create hoistnosub; .ci/run does)'
-  : subordinateIds(nosub) !== undefined ? `user ${nosub} has /etc/subuid and /etc/subgid ranges; it must have none` : false);
+const rootfulSkip = rootfulSkipReason();
+const { user: nosub, skip: nosubSkip } = noSubUser();
 
 let tmp: UserTempDir;
 let layout: string;

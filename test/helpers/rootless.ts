@@ -302,3 +302,22 @@ export async function mkdirFor(user: string, dir: string): Promise<void> {
     if (d === path.resolve(first) || d === path.dirname(d)) break;
   }
 }
+
+/** Why rootful runtime checks can't run here (they need root and runc), or false. */
+export function rootfulSkipReason(): string | false {
+  return !isRoot() ? 'rootful checks need this process to be root'
+    : spawnSync('runc', ['--version'], { stdio: 'ignore' }).status !== 0 ? 'runc is not installed' : false;
+}
+
+/**
+ * A user without /etc/subuid and /etc/subgid ranges ($HOIST_CI_NOSUB_USER, else `hoistnosub`; .ci/run makes it), for
+ * the single-id user namespace, and why tests with it can't run here (or false).
+ */
+export function noSubUser(): { user: string | undefined; skip: string | false } {
+  const rootless = rootlessSkipReason();
+  const name = process.env['HOIST_CI_NOSUB_USER'] || 'hoistnosub';
+  const user = isRoot() && spawnSync('id', ['-u', name], { stdio: 'ignore' }).status === 0 ? name : undefined;
+  const skip = rootless || (user === undefined ? 'no user without subordinate ids (set HOIST_CI_NOSUB_USER or create hoistnosub; .ci/run does)'
+    : subordinateIds(user) !== undefined ? `user ${user} has /etc/subuid and /etc/subgid ranges; it must have none` : false);
+  return { user, skip };
+}
