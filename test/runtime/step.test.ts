@@ -3,29 +3,17 @@
  * (user namespace + overlay with userxattr) and as root (rootful overlay). Real runc, real tar parsing.
  */
 import assert from 'node:assert/strict';
-import { chmod, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { makeBusyboxImage } from '../../testdata/make-busybox.ts';
-import { ciUser, hoistAs, isRoot, rootlessSkipReason, runAs, userTempDir, type UserTempDir } from '../helpers/rootless.ts';
-import { findExecutable } from '../../src/runtime/host.ts';
+import { runAs, type UserTempDir } from '../helpers/rootless.ts';
+import { busyboxStepStore, stepSetups } from '../helpers/step-store.ts';
 
 const SCRIPT = fileURLToPath(new URL('./scripts/step.ts', import.meta.url));
 
 interface Entry { name: string; type: string; size: number; uid: number; mode: number }
 interface StepOut { exit: number; entries: Entry[] }
 
-function setups(): { who: string; user: string | undefined; skip: string | false }[] {
-  const noRunc = findExecutable('runc') ? false : 'runc is not installed';
-  const user = ciUser();
-  return [
-    { who: 'rootless', user, skip: noRunc || rootlessSkipReason() },
-    { who: 'rootful', user: undefined, skip: noRunc || (isRoot() ? false : 'needs root') },
-  ];
-}
-
-for (const s of setups()) {
+for (const s of stepSetups()) {
   describe(`build step (${s.who})`, { skip: s.skip }, () => {
     const user = s.user ?? 'root';
     let tmp: UserTempDir;
@@ -33,16 +21,7 @@ for (const s of setups()) {
     let secret: string;
 
     before(async () => {
-      tmp = await userTempDir(user, 'hoist-step-');
-      root = path.join(tmp.dir, 'store');
-      const oci = path.join(tmp.dir, 'bb');
-      await makeBusyboxImage(oci, 'latest');
-      if (s.user) await runAs('root', 'chown', ['-R', s.user, oci]);
-      const r = await hoistAs(user, root, ['copy', `oci:${oci}:latest`, 'busybox']);
-      assert.equal(r.code, 0, r.stderr);
-      secret = path.join(tmp.dir, 'secret');
-      await writeFile(secret, 'top-secret\n');
-      await chmod(secret, 0o644);
+      ({ tmp, root, secret } = await busyboxStepStore(s, 'hoist-step-'));
     });
     after(async () => {
       await tmp?.cleanup();
