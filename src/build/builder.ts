@@ -138,7 +138,6 @@ class Builder {
   #trees = new Map<string, Promise<LayerTree>>();
   #context: Promise<BuildContext> | undefined;
   #checksums: Promise<ChecksumCache> | undefined;
-  #usedArgs = new Set<string>();
 
   constructor(o: BuildOptions) {
     this.o = o;
@@ -326,10 +325,6 @@ class Builder {
     return this.o.timestamp === undefined ? undefined : new Date(this.o.timestamp * 1000);
   }
 
-  noteArg(name: string): void {
-    this.#usedArgs.add(name);
-  }
-
   get indexCacheDir(): string {
     return path.join(this.o.store.root, CACHE_DIR, 'layer-index');
   }
@@ -506,7 +501,6 @@ class StageRun {
       else if (this.b.plan.globalArgs.has(name)) v = this.b.plan.globalArgs.get(name);
       else if (predefined.has(name)) v = predefined.get(name);
       this.args.set(name, v);
-      this.b.noteArg(name);
     }
     // The names only: a value reaches a step's key where the step uses it (RUN env, expanded COPY/ENV/… words), so a
     // changed --build-arg misses the cache at the first RUN after the ARG, not at the ARG (docker's and BuildKit's rule).
@@ -520,7 +514,7 @@ class StageRun {
     const shell = cc.Shell ?? DEFAULT_SHELL;
     let describe: unknown = ins.original;
     // BuildKit's history shows ENV, LABEL and USER with their words expanded (`ENV K=v K2=v2`); the rest as written.
-    let history = historyText(ins);
+    let history = ins.original;
     switch (ins.kind) {
       case 'ENV': {
         const env = this.env();
@@ -717,7 +711,7 @@ class StageRun {
     }
     if (layer) addLayer(this.state, layer);
     addHistory(this.state.config, {
-      created: b.createdFor(entry), created_by: history ?? historyText(ins), comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }),
+      created: b.createdFor(entry), created_by: history ?? ins.original, comment: 'buildkit.dockerfile.v0', ...(layer ? {} : { empty_layer: true }),
     });
     this.state.key = key;
   }
@@ -1010,10 +1004,6 @@ function runScript(ins: RunInstruction): string {
   if (ins.heredocs.length === 0) return text;
   if (ins.heredocs.length === 1 && /^<<-?(["']?)[A-Za-z0-9_]+\1\s*$/.test(text.trim())) return ins.heredocs[0]!.content;
   return `${text}\n${ins.heredocs.map((h) => `${h.content}${h.name}\n`).join('')}`;
-}
-
-function historyText(ins: Instruction): string {
-  return ins.original;
 }
 
 /** `80`, `80/udp`, `8000-8002/tcp` → docker's `80/tcp` keys. */

@@ -2,6 +2,7 @@
  * The image a stage is building, step by step: its layers, its config (what `docker inspect` shows) and its history.
  * Pure: instructions that change only metadata are applied here; the builder adds layers.
  */
+import { DEFAULT_PATH } from '../runtime/run-config.ts';
 import type { CachedLayer } from '../store/build-cache.ts';
 import type { ContainerConfig, HistoryEntry, ImageConfig, Platform } from '../oci/types.ts';
 
@@ -19,15 +20,14 @@ export interface ImageState {
 }
 
 export const DEFAULT_SHELL = ['/bin/sh', '-c'];
-/** What docker puts in an image built FROM scratch: a PATH, since nothing else would. */
-export const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export function scratchConfig(platform: Platform): ImageConfig {
   return {
     architecture: platform.architecture,
     os: platform.os,
     ...(platform.variant ? { variant: platform.variant } : {}),
-    config: { Env: [DEFAULT_PATH] },
+    // What docker puts in an image built FROM scratch: a PATH (the runtime's default one), since nothing else would.
+    config: { Env: [`PATH=${DEFAULT_PATH}`] },
     rootfs: { type: 'layers', diff_ids: [] },
     history: [],
   };
