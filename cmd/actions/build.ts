@@ -229,7 +229,7 @@ function badFlag(message: string): never {
 }
 
 async function readStdin(): Promise<string> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString('utf8');
+  const { readAll } = await import('../../src/util/stream.ts');
+  const tooLarge = (): Error => new HoistError('TOO_LARGE', 'the Dockerfile on stdin is over 16 MiB; that is not a Dockerfile', { exitCode: 2 });
+  return (await readAll(process.stdin, 16 * 1024 * 1024, tooLarge)).toString('utf8');
 }
