@@ -111,8 +111,9 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
     else if (process.env[id] !== undefined) secrets.set(id, { env: id });
     else throw new HoistError('BAD_FLAG', `--secret ${s}: give src=FILE or env=VAR`, { exitCode: 2 });
   }
-  const network = flags.network === undefined || flags.network === 'default' || flags.network === 'host' ? (flags.network === 'host' ? 'host' : undefined)
-    : flags.network === 'none' ? 'none' : badFlag(`--network ${flags.network}: use default, host or none`);
+  // undefined (and `default`): each RUN's own --network decides, else the runtime's default (host).
+  const network = flags.network === undefined || flags.network === 'default' ? undefined
+    : flags.network === 'host' || flags.network === 'none' ? flags.network : badFlag(`--network ${flags.network}: use default, host or none`);
   const pull = flags.pull === undefined || flags.pull === 'missing' || flags.pull === false || flags.pull === 'false' ? 'missing'
     : flags.pull === true || flags.pull === 'true' || flags.pull === 'always' || flags.pull === 'newer' ? 'always'
     : flags.pull === 'never' ? 'never' : badFlag(`--pull=${String(flags.pull)}: use always, missing, never (or true/false)`);
