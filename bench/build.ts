@@ -54,10 +54,11 @@ import { changeOneFile, CHANGED_FILE, makeBuildContext, SOURCE_FILES } from './f
 import { awaitUserRun,
   AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool,
   type ToolResult, type ToolRun,
+  hoistBin,
 } from './lib.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HOIST_CLI = path.join(REPO_ROOT, 'cmd', 'hoist.mjs');
+const HOIST = await hoistBin(path.join(REPO_ROOT, 'cmd', 'hoist.mjs'));
 const THIS_FILE = fileURLToPath(import.meta.url);
 const BUILDAH = '/usr/bin/buildah';
 const DOCKER = '/usr/bin/docker'; // Debian's 20.10 client: the one that matches the daemon (not a newer one on PATH)
@@ -141,7 +142,7 @@ async function newStore(ctx: Ctx, tool: ToolName): Promise<Store> {
     await removeTree(dir);
   };
   if (!onScratch) onCleanup(destroy);
-  if (tool === 'hoist') return { tool, dir, env, cmd: process.execPath, prefix: [HOIST_CLI], destroy };
+  if (tool === 'hoist') return { tool, dir, env, cmd: HOIST.cmd, prefix: HOIST.prefix, destroy };
   if (tool === 'buildah') return { tool, dir, env, cmd: BUILDAH, prefix: buildahGlobal(dir, ctx.buildahDriver), destroy };
   return { tool, dir, env, cmd: DOCKER, prefix: ['-H', `unix://${ctx.dockerSock!}`], destroy };
 }

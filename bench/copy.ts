@@ -28,11 +28,12 @@ import { digestBytes } from '../src/oci/digest.ts';
 import { makeCopyFixture } from './fixture.ts';
 import {
   AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool, tempDir, track, type ToolResult, type ToolRun,
+  hoistBin,
 } from './lib.ts';
 
 const exec = promisify(execFile);
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HOIST_CLI = path.join(REPO_ROOT, 'cmd', 'hoist.mjs'); // the bin, as `npx hoist` runs it (minus npx's own start)
+const HOIST = await hoistBin(path.join(REPO_ROOT, 'cmd', 'hoist.mjs')); // the bin, as `npx hoist` runs it (minus npx's own start)
 const SKOPEO = '/usr/bin/skopeo';
 const SKOPEO_TLS = ['--src-tls-verify=false', '--dest-tls-verify=false'];
 const RSS_TARGET_MIB = 150;
@@ -60,9 +61,9 @@ interface Ctx {
 
 function command(tool: ToolName, op: 'copy' | 'inspect' | 'version', a?: string, b?: string): [string, string[]] {
   if (tool === 'hoist') {
-    if (op === 'copy') return [process.execPath, [HOIST_CLI, 'copy', '-q', a!, b!]];
-    if (op === 'inspect') return [process.execPath, [HOIST_CLI, 'inspect', a!]];
-    return [process.execPath, [HOIST_CLI, '--version']];
+    if (op === 'copy') return [HOIST.cmd, [...HOIST.prefix, 'copy', '-q', a!, b!]];
+    if (op === 'inspect') return [HOIST.cmd, [...HOIST.prefix, 'inspect', a!]];
+    return [HOIST.cmd, [...HOIST.prefix, '--version']];
   }
   if (op === 'copy') return [SKOPEO, ['copy', '--all', ...SKOPEO_TLS, '-q', a!, b!]];
   if (op === 'inspect') return [SKOPEO, ['inspect', '--tls-verify=false', a!]];

@@ -227,3 +227,14 @@ export async function awaitUserRun(child: ChildProcess, user: string, childOut: 
   await mkdir(path.dirname(out), { recursive: true });
   await copyFile(childOut, out);
 }
+
+/**
+ * How to start hoist's bin the way `npx hoist` does, minus npx's own start: the running Node with the options from the
+ * bin's `#!/usr/bin/env -S node …` line (V8 flags such as --liftoff-only cannot be set once Node runs), then the bin.
+ */
+export async function hoistBin(bin: string): Promise<{ cmd: string; prefix: string[] }> {
+  const first = (await readFile(bin, 'utf8')).split('\n', 1)[0]!;
+  const m = /^#!\/usr\/bin\/env -S node((?: \S+)*)$/.exec(first);
+  if (!m) throw new Error(`${bin}: first line is not "#!/usr/bin/env -S node …": ${first}`);
+  return { cmd: process.execPath, prefix: [...m[1]!.trim().split(' ').filter(Boolean), bin] };
+}

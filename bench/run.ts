@@ -52,10 +52,11 @@ import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH,
 import { makeCopyFixture } from './fixture.ts';
 import { awaitUserRun,
   AbortedError, alternateRuns, fmt, installSignalHandlers, isAborted, median, medianCell, mib, onCleanup, dropCleanup, runCleanups, runTool, type ToolResult, type ToolRun,
+  hoistBin,
 } from './lib.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const HOIST_CLI = path.join(REPO_ROOT, 'cmd', 'hoist.mjs');
+const HOIST = await hoistBin(path.join(REPO_ROOT, 'cmd', 'hoist.mjs'));
 const THIS_FILE = fileURLToPath(import.meta.url);
 const PODMAN = '/usr/bin/podman';
 const WARM_TARGET = 0.5;
@@ -198,7 +199,7 @@ async function newStore(ctx: Ctx, tool: ToolName, name: string): Promise<Store> 
   };
   onCleanup(destroy);
   return tool === 'hoist'
-    ? { tool, dir, env, cmd: process.execPath, prefix: [HOIST_CLI], destroy }
+    ? { tool, dir, env, cmd: HOIST.cmd, prefix: HOIST.prefix, destroy }
     : { tool, dir, env, cmd: PODMAN, prefix: podmanGlobal(dir, ctx.podmanDriver), destroy };
 }
 
