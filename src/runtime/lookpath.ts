@@ -9,36 +9,27 @@
  * with any execute bit wins; entries that exist but are not executable are skipped, so a PATH search only
  * ever ends in 'not-found'. Paths are followed inside the rootfs (resolveInRoot).
  */
-import { lstatSync, type Stats } from 'node:fs';
+import type { Stats } from 'node:fs';
 import { posix } from 'node:path';
-import { isErrno } from '../errors.ts';
-import { resolveInRoot } from './rootfs-path.ts';
+import { dirRoot, type RootFiles } from './root-files.ts';
 
 export type LookPathResult =
   | { kind: 'ok'; path: string }
   | { kind: 'not-found' }
   | { kind: 'not-executable'; path: string };
 
-function statIn(rootfs: string, p: string): Stats | undefined {
-  try {
-    return lstatSync(resolveInRoot(rootfs, p));
-  } catch (e) {
-    if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR')) return undefined;
-    throw e;
-  }
-}
-
 const executable = (st: Stats): boolean => !st.isDirectory() && (st.mode & 0o111) !== 0;
 
 /**
- * Look `cmd` up in the rootfs. `env` is the container's final environment (its last PATH= counts);
- * `cwd` the container's working directory. Returned paths are absolute container paths.
+ * Look `cmd` up in the rootfs (a directory, or a RootFiles view). `env` is the container's final environment (its
+ * last PATH= counts); `cwd` the container's working directory. Returned paths are absolute container paths.
  */
-export function lookPath(rootfs: string, cmd: string, env: string[], cwd: string): LookPathResult {
+export function lookPath(rootfs: string | RootFiles, cmd: string, env: string[], cwd: string): LookPathResult {
+  const root = typeof rootfs === 'string' ? dirRoot(rootfs) : rootfs;
   const inCwd = (p: string): string => posix.isAbsolute(p) ? posix.normalize(p) : posix.join(cwd, p);
   if (cmd.includes('/')) {
     const path = inCwd(cmd);
-    const st = statIn(rootfs, path);
+    const st = root.stat(path);
     if (st === undefined) return { kind: 'not-found' };
     return executable(st) ? { kind: 'ok', path } : { kind: 'not-executable', path };
   }
@@ -46,7 +37,7 @@ export function lookPath(rootfs: string, cmd: string, env: string[], cwd: string
   if (pathVar === '') return { kind: 'not-found' }; // filepath.SplitList("") is empty
   for (const dir of pathVar.split(':')) {
     const path = inCwd(posix.join(dir === '' ? '.' : dir, cmd));
-    const st = statIn(rootfs, path);
+    const st = root.stat(path);
     if (st !== undefined && executable(st)) return { kind: 'ok', path };
   }
   return { kind: 'not-found' };

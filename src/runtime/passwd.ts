@@ -8,7 +8,7 @@
  * Supplementary groups come from /etc/group only when the user matched a passwd entry and no group was given.
  */
 import { HoistError } from '../errors.ts';
-import { readFileInRoot } from './rootfs-path.ts';
+import { dirRoot, type RootFiles } from './root-files.ts';
 
 export interface ResolvedUser {
   uid: number;
@@ -74,13 +74,14 @@ function checkRange(id: number, spec: string): number {
 }
 
 /** Resolve `user` (docker's --user / image User) against the rootfs's /etc/passwd and /etc/group. */
-export function resolveUser(rootfs: string, user: string | undefined): ResolvedUser {
+export function resolveUser(rootfs: string | RootFiles, user: string | undefined): ResolvedUser {
+  const root = typeof rootfs === 'string' ? dirRoot(rootfs) : rootfs;
   const spec = user ?? '';
   const [userArg = '', groupArg = ''] = spec.split(':');
   const uidArg = goAtoi(userArg);
   const gidArg = goAtoi(groupArg);
 
-  const passwd = parsePasswd(readFileInRoot(rootfs, '/etc/passwd'));
+  const passwd = parsePasswd(root.readText('/etc/passwd'));
   const match = passwd.find((u) => userArg === '' ? u.uid === 0 : uidArg !== undefined ? u.uid === uidArg : u.name === userArg);
 
   let uid = 0;
@@ -97,7 +98,7 @@ export function resolveUser(rootfs: string, user: string | undefined): ResolvedU
   const sgids: number[] = [];
   const matchedName = match?.name ?? '';
   if (groupArg !== '' || matchedName !== '') {
-    const groups = parseGroup(readFileInRoot(rootfs, '/etc/group'));
+    const groups = parseGroup(root.readText('/etc/group'));
     if (groupArg !== '') {
       const g = groups.find((e) => gidArg !== undefined ? e.gid === gidArg : e.name === groupArg);
       if (g !== undefined) gid = g.gid;

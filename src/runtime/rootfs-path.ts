@@ -21,6 +21,25 @@ const MAX_LINKS = 40;
  */
 export function resolveInRoot(root: string, p: string): string {
   const base = posix.resolve(root);
+  const done = walkInRoot((rel) => {
+    const host = posix.join(base, rel);
+    try {
+      return lstatSync(host).isSymbolicLink() ? readlinkSync(host) : null;
+    } catch (e) {
+      // Treat a missing component like a plain one: what follows is only joined on, lexically.
+      if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTDIR')) throw e;
+      return null;
+    }
+  }, p, base);
+  return done.length === 0 ? base : posix.join(base, ...done);
+}
+
+/**
+ * The walk behind resolveInRoot, over any tree: `linkAt(rel)` gives the target of the symlink at `rel` (components
+ * joined by `/`, never a symlink on the way) or null when `rel` is anything else or missing. Returns the resolved
+ * components. `where` names the root in the error for a symlink loop.
+ */
+export function walkInRoot(linkAt: (rel: string) => string | null, p: string, where: string): string[] {
   // `done` holds the already-resolved components (none of them a symlink); `todo` what is left to walk.
   const done: string[] = [];
   let todo = p.split('/');
@@ -32,27 +51,20 @@ export function resolveInRoot(root: string, p: string): string {
       done.pop(); // at the root, `..` is the root itself
       continue;
     }
-    const host = posix.join(base, ...done, part);
-    let target: string | undefined;
-    try {
-      if (lstatSync(host).isSymbolicLink()) target = readlinkSync(host);
-    } catch (e) {
-      // Treat a missing component like a plain one: what follows is only joined on, lexically.
-      if (!isErrno(e, 'ENOENT') && !isErrno(e, 'ENOTDIR')) throw e;
-    }
-    if (target === undefined) {
+    const target = linkAt([...done, part].join('/'));
+    if (target === null) {
       done.push(part);
       continue;
     }
     if (++links > MAX_LINKS) {
       throw new HoistError('SYMLINK_LOOP',
-        `${p}: too many levels of symbolic links in the image's root filesystem (${base}); fix the image's symlinks`,
+        `${p}: too many levels of symbolic links in the image's root filesystem (${where}); fix the image's symlinks`,
         { exitCode: 125 });
     }
     if (target.startsWith('/')) done.length = 0;
     todo = [...target.split('/'), ...todo];
   }
-  return done.length === 0 ? base : posix.join(base, ...done);
+  return done;
 }
 
 /**
