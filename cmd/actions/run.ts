@@ -12,7 +12,8 @@ import { detectHost, usernsMode, type HostInfo, type UsernsMode } from '../../sr
 import { pickRuntime } from '../../src/runtime/oci-runtime.ts';
 import { loadRunImage } from '../../src/runtime/image.ts';
 import { Containers, newContainerId } from '../../src/runtime/containers.ts';
-import { launch } from '../../src/runtime/launch.ts';
+import { launch, type LaunchOptions, type LaunchRequest } from '../../src/runtime/launch.ts';
+import { fastRun } from '../../src/runtime/fast-run.ts';
 import { parseEnvFile, runConfig } from '../../src/runtime/run-config.ts';
 import { parseTmpfs, parseVolume } from '../../src/runtime/cli-parse.ts';
 import type { NetworkMode, RootfsMode } from '../../src/runtime/request.ts';
@@ -112,7 +113,7 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
   const rec = containers.create({ id, ...(flags.name !== undefined ? { name: flags.name } : {}), image: imageArg, imageDigest: img.digest, command: cfg.args });
 
   const dir = containers.containerDir(rec.id);
-  const launched = launch({
+  const request: LaunchRequest = {
     op: 'run',
     storeRoot: store.root,
     containerDir: dir,
@@ -126,14 +127,21 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
     diff: false,
     removeAfter: flags.rm ?? false,
     debug: g.debug,
-  }, {
+  };
+  const launchOpts: LaunchOptions = {
     host, mode, stdin: flags.interactive ?? false,
     onStart: () => {
       // The record names this hoist process: alive means the container runs (ps), gone means it exited.
       if (!flags.rm) containers.write({ ...rec, pid: process.pid, state: 'running' });
     },
-  });
-  const code = await launched.exit;
+  };
+  const debug = (m: string): void => {
+    if (g.debug) process.stderr.write(`hoist: ${m}\n`);
+  };
+  // An image already unpacked runs without the namespace helper (src/runtime/fast-run.ts); otherwise, or when the
+  // fast path finds it can't mount the overlay, the helper does everything inside the namespace.
+  const fast = await fastRun(request, launchOpts, debug);
+  const code = (fast ? await fast.exit : undefined) ?? await launch(request, launchOpts).exit;
   if (flags.rm) await removeRecordDir(dir);
   else containers.write({ ...rec, state: 'exited', exitCode: code, finishedAt: new Date().toISOString() });
   return code;

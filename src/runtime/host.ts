@@ -122,17 +122,22 @@ export function usernsMode(host: HostInfo, requested: string | undefined, warn: 
   return 'single';
 }
 
-/** The `unshare` command line that enters the namespaces for `mode` and runs the rest of argv inside them. */
-export function namespaceArgv(host: HostInfo, mode: UsernsMode): string[] {
+/**
+ * The `unshare` command line that enters the namespaces for `mode` and runs the rest of argv inside them.
+ * `pidNamespace`: the command becomes PID 1 of a new PID namespace (with its own /proc), so that when it dies
+ * everything under it dies too; unshare's child then gets SIGKILL rather than SIGUSR2 when unshare goes.
+ */
+export function namespaceArgv(host: HostInfo, mode: UsernsMode, opts: { pidNamespace?: boolean } = {}): string[] {
   const unshare = host.unshare ?? 'unshare';
   // A container must not outlive hoist (kill -9 of hoist, a CI job cancelled): setpriv makes unshare die with
   // hoist, and unshare's --kill-child then sends the helper SIGUSR2, which the helper turns into `runc kill … KILL`
-  // (see inner.ts) before it cleans up. SIGKILL there would leave the container running under a dead runc.
+  // (see inner.ts) before it cleans up. SIGKILL there would leave the container running under a dead runc; in a
+  // PID namespace of its own, SIGKILL to its PID 1 ends every process in it, the container's included.
   const pdeath = host.setpriv ? [host.setpriv, '--pdeathsig', 'KILL'] : [];
-  const kill = '--kill-child=SIGUSR2';
+  const tail = opts.pidNamespace ? ['--pid', '--mount-proc', '--fork', '--kill-child=SIGKILL', '--'] : ['--fork', '--kill-child=SIGUSR2', '--'];
   switch (mode) {
-    case 'host': return [...pdeath, unshare, '--mount', '--propagation', 'private', '--fork', kill, '--'];
-    case 'auto': return [...pdeath, unshare, '--user', '--map-root-user', '--map-auto', '--mount', '--fork', kill, '--'];
-    case 'single': return [...pdeath, unshare, '--user', '--map-root-user', '--mount', '--fork', kill, '--'];
+    case 'host': return [...pdeath, unshare, '--mount', '--propagation', 'private', ...tail];
+    case 'auto': return [...pdeath, unshare, '--user', '--map-root-user', '--map-auto', '--mount', ...tail];
+    case 'single': return [...pdeath, unshare, '--user', '--map-root-user', '--mount', ...tail];
   }
 }

@@ -10,15 +10,17 @@
  * The change layer, when asked for, goes to fd 3 as an uncompressed tar.
  */
 import { spawn } from 'node:child_process';
-import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
+import { createWriteStream, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, rmdirSync, unlinkSync, type Stats } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
 import { HoistError, isHoistError } from '../errors.ts';
-import { EXIT_CANNOT_EXECUTE, EXIT_HOIST_FAILED, EXIT_NOT_FOUND, type InnerRequest, type LayerRef } from './request.ts';
+import { EXIT_HOIST_FAILED, type InnerRequest, type LayerRef } from './request.ts';
 import { resolveInRoot } from './rootfs-path.ts';
+import { overlayOptions } from './overlay-options.ts';
+import { passRuntimeStderr, runtimeFailure, runtimeRunArgs, runtimeStartError } from './runtime-log.ts';
 
 let debug = false;
 
@@ -129,40 +131,18 @@ async function runContainer(req: InnerRequest): Promise<number> {
       throw new HoistError('NO_OVERLAY', 'an overlay mount is needed to record the change of a build step, and it failed here; see hoist info');
     }
 
-    const { resolveUser } = await import('./passwd.ts');
-    const { withHome } = await import('./run-config.ts');
-    const { lookPath } = await import('./lookpath.ts');
-    const { makeRuntimeSpec, mountDestinations } = await import('./spec.ts');
-    const user = resolveUser(rootfs, req.process.user);
-    const env = withHome(req.process.env, user.home);
-    const cmd = req.process.args[0];
-    if (cmd === undefined) throw new HoistError('NO_COMMAND', 'no command specified', { exitCode: EXIT_HOIST_FAILED });
-    const found = lookPath(rootfs, cmd, env, req.process.cwd);
-    if (found.kind === 'not-found') {
-      const how = cmd.includes('/') ? 'no such file or directory' : 'executable file not found in $PATH';
-      throw new HoistError('NOT_FOUND', `${cmd}: ${how} in the image; check the command, the image's PATH and the entrypoint`,
-        { exitCode: EXIT_NOT_FOUND });
-    }
-    if (found.kind === 'not-executable') {
-      throw new HoistError('CANNOT_EXECUTE', `${cmd}: permission denied (${found.path} is not an executable file)`,
-        { exitCode: EXIT_CANNOT_EXECUTE });
-    }
-
-    const etc = writeEtcFiles(dir, req);
-    const spec = makeRuntimeSpec({
-      rootfs, args: req.process.args, env, cwd: req.process.cwd, uid: user.uid, gid: user.gid,
-      additionalGids: user.additionalGids, terminal: req.process.terminal, hostname: req.process.hostname,
-      network: req.network, rootless: req.rootless, mounts: req.mounts, etc,
-    });
+    const { writeBundle } = await import('./bundle.ts');
+    const { mountDestinations } = await import('./spec.ts');
+    const { dirRoot } = await import('./root-files.ts');
+    const spec = writeBundle(req, dirRoot(rootfs), rootfs);
     // Mountpoints the runtime will create in the upper dir: left out of the change unless they were already there.
     const created = req.diff ? createdByRuntime(rootfs, mountDestinations(spec)) : { mountpoints: [], parents: new Set<string>() };
-    writeFileSync(path.join(dir, 'config.json'), JSON.stringify(spec));
 
     const status = await runRuntime(req);
     log(`runtime exited ${status}`);
     if (status !== 0) {
-      const failed = runtimeStartError(req);
-      if (failed !== undefined) throw runtimeFailure(failed, req);
+      const failed = runtimeStartError(req.containerDir);
+      if (failed !== undefined) throw runtimeFailure(failed, req.process.user);
     }
 
     if (mounted) {
@@ -297,9 +277,8 @@ async function mountRootfs(req: InnerRequest, lowers: string[], rootfs: string):
       mkdirSync(empty, { recursive: true });
       lowers = [empty];
     }
-    const base = path.dirname(path.dirname(lowers[0]!));
-    const rel = lowers.map((l) => (path.dirname(path.dirname(l)) === base ? path.relative(base, l) : l)).reverse();
-    const opts = [...(req.rootless ? ['userxattr'] : []), `lowerdir=${rel.join(':')}`, `upperdir=${upper}`, `workdir=${work}`];
+    const { base, options } = overlayOptions(lowers, upper, work, req.rootless);
+    const opts = [options];
     // A --rm container's upper dir is thrown away, so, as podman does for --rm, the overlay is `volatile`: its
     // unmount then skips syncing the upper filesystem, which otherwise writes back every dirty page on that disk
     // (right after a copy unpacked an image, hundreds of MiB). Kernels before 5.10 refuse the option: retried without.
@@ -336,47 +315,16 @@ async function layerOpener(storeRoot: string): Promise<(l: LayerRef) => Promise<
   };
 }
 
-/** /etc/hosts, /etc/resolv.conf and /etc/hostname for the container, bind-mounted by the spec (as podman does). */
-function writeEtcFiles(dir: string, req: InnerRequest): { hosts: string; resolvConf: string; hostname: string } {
-  const etc = path.join(dir, 'etc');
-  mkdirSync(etc, { recursive: true });
-  const name = req.process.hostname;
-  const hostHosts = req.network === 'host' ? readOr('/etc/hosts', '') : '';
-  const hosts = (hostHosts || '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n')
-    + (hostHosts.endsWith('\n') || hostHosts === '' ? '' : '\n') + `127.0.1.1\t${name}\n`;
-  const files = { hosts: path.join(etc, 'hosts'), resolvConf: path.join(etc, 'resolv.conf'), hostname: path.join(etc, 'hostname') };
-  writeFileSync(files.hosts, hosts);
-  writeFileSync(files.resolvConf, readOr('/etc/resolv.conf', ''));
-  writeFileSync(files.hostname, `${name}\n`);
-  return files;
-}
-
-function readOr(file: string, fallback: string): string {
-  try {
-    return readFileSync(file, 'utf8');
-  } catch {
-    return fallback;
-  }
-}
-
 /** `runc run` in the foreground: it owns the terminal when there is one and forwards signals to the container. */
 function runRuntime(req: InnerRequest): Promise<number> {
-  // runc's own messages (warnings such as "unable to get oom kill count", and why it could not start the
-  // container) go to a log file, not the container's stderr; a start failure is then reported as one hoist line.
-  const args = ['--root', req.runtimeRoot, '--log', runtimeLog(req), '--log-format', 'json', 'run', '--bundle', req.containerDir, req.id];
+  const args = runtimeRunArgs(req);
   log(`${req.runtime} ${args.join(' ')}`);
   return new Promise((resolve, reject) => {
     // stderr goes through us: runc prints its start failure there as well as to the log ("runc run failed: …"),
     // and hoist reports that as one line of its own. The container's stderr is a pipe then, as with docker
     // and podman without -t; with -t the container writes to the terminal and only runc uses this stderr.
     const child = spawn(req.runtime, args, { stdio: ['inherit', 'inherit', 'pipe'] });
-    child.stderr!.on('data', (chunk: Buffer) => {
-      if (/^runc (?:run|create) failed: /.test(chunk.toString('latin1', 0, 24))) return;
-      if (!process.stderr.write(chunk)) {
-        child.stderr!.pause();
-        process.stderr.once('drain', () => child.stderr!.resume());
-      }
-    });
+    passRuntimeStderr(child.stderr!);
     const forward = (sig: NodeJS.Signals) => () => {
       child.kill(sig);
     };
@@ -394,44 +342,6 @@ function runRuntime(req: InnerRequest): Promise<number> {
       resolve(code ?? 128 + (signal ? signalNumber(signal) : 0));
     });
   });
-}
-
-/** One line for a container the runtime could not start, with a hint where the cause is a known one. */
-function runtimeFailure(msg: string, req: InnerRequest): HoistError {
-  const detail = msg.replace(/^runc (?:run|create) failed: /, '').replace(/^unable to start container process: /, '');
-  let hint = 'check the flags (-w, -v, -u) and the image';
-  if (/setup user|invalid argument/.test(detail) && req.process.user) {
-    hint = `user ${req.process.user} may not be mapped in this user namespace (no subordinate ids?); run hoist info, or add a range to /etc/subuid and /etc/subgid`;
-  } else if (/not a directory/.test(detail)) {
-    hint = 'a path given to -w or -v is a file in the image';
-  }
-  return new HoistError('RUNTIME_FAILED', `the OCI runtime could not start the container: ${detail}; ${hint}`, { exitCode: EXIT_HOIST_FAILED });
-}
-
-function runtimeLog(req: InnerRequest): string {
-  return path.join(req.containerDir, 'runtime.log');
-}
-
-/**
- * The error the OCI runtime logged when it could not start the container, if it did: runc writes one JSON line per
- * message, `{"level":"error","msg":"runc run failed: …"}`. Then the non-zero status is runc's, not the command's.
- */
-function runtimeStartError(req: InnerRequest): string | undefined {
-  let text: string;
-  try {
-    text = readFileSync(runtimeLog(req), 'utf8');
-  } catch {
-    return undefined;
-  }
-  let last: string | undefined;
-  for (const line of text.split('\n')) {
-    if (!line.trim()) continue;
-    try {
-      const m = JSON.parse(line) as { level?: string; msg?: string };
-      if (m.level === 'error' || m.level === 'fatal') last = m.msg;
-    } catch { /* not JSON: a runtime that ignores --log-format */ }
-  }
-  return last;
 }
 
 function signalNumber(sig: NodeJS.Signals): number {

@@ -3,8 +3,8 @@
  * it forwards SIGINT/SIGTERM to the helper (unshare itself ignores them while it waits), and, for build steps,
  * reads the change layer the helper writes to fd 3.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
@@ -42,13 +42,7 @@ export type LaunchRequest = Omit<InnerRequest, 'runtimeRoot' | 'rootless' | 'hos
 
 /** Writes the request next to the container and runs the helper on it. */
 export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
-  const req: InnerRequest = {
-    ...request,
-    // runc's state: one directory per namespace kind, so rootful and rootless containers never share one.
-    runtimeRoot: path.join(request.storeRoot, 'run', opts.mode === 'host' ? 'runc' : `runc-${opts.host.uid}`),
-    rootless: opts.mode !== 'host',
-    hostRoot: opts.host.root,
-  };
+  const req = innerRequest(request, opts);
   const file = path.join(req.containerDir, 'request.json');
   writeFileSync(file, JSON.stringify(req));
   const argv = [...namespaceArgv(opts.host, opts.mode), process.execPath, INNER, file];
@@ -57,14 +51,42 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   if (req.diff) stdio.push('pipe');
   // The helper is another Node start; it finds the compile cache through NODE_COMPILE_CACHE, which the bin
   // launcher (cmd/hoist.mjs) sets for every process hoist starts.
-  const child = spawn(argv[0]!, argv.slice(1), { stdio });
+  const { child, exit } = startInNamespace(argv, stdio, opts.onStart);
   const diff = req.diff ? (child.stdio[3] as Readable) : undefined;
+  return {
+    exit,
+    ...(diff ? { diff } : {}),
+    ...(opts.stdin === 'pipe' ? { input: child.stdin! } : {}),
+    ...(opts.output === 'pipe' ? { stdout: child.stdout!, stderr: child.stderr! } : {}),
+  };
+}
 
+/** The request with what follows from the host and the namespace mode. */
+export function innerRequest(request: LaunchRequest, opts: Pick<LaunchOptions, 'host' | 'mode'>): InnerRequest {
+  return {
+    ...request,
+    // runc's state: one directory per namespace kind, so rootful and rootless containers never share one.
+    runtimeRoot: path.join(request.storeRoot, 'run', opts.mode === 'host' ? 'runc' : `runc-${opts.host.uid}`),
+    rootless: opts.mode !== 'host',
+    hostRoot: opts.host.root,
+  };
+}
+
+/**
+ * Spawns `argv` (a namespaceArgv command line) and forwards SIGINT/SIGTERM/SIGHUP/SIGUSR2 to the process unshare
+ * runs (unshare itself ignores them while it waits), or has `deliver` do it. `exit` is the exit status, 128 + N for
+ * a signal.
+ */
+export function startInNamespace(
+  argv: string[], stdio: StdioOptions, onStart?: (pid: number) => void,
+  deliver: (sig: NodeJS.Signals, inner: number) => void = (sig, inner) => process.kill(inner, sig),
+): { child: ChildProcess; exit: Promise<number> } {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio });
   const forward = (sig: NodeJS.Signals) => (): void => {
     // The helper is unshare's only child; it forwards on to the OCI runtime, which forwards to the container.
     const inner = childOf(child.pid);
     try {
-      if (inner !== undefined) process.kill(inner, sig);
+      if (inner !== undefined) deliver(sig, inner);
       else child.kill(sig);
     } catch { /* already gone */ }
   };
@@ -76,27 +98,27 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   const exit = new Promise<number>((resolve, reject) => {
     child.on('error', (e) => reject(new HoistError('NO_UNSHARE', `cannot start ${argv[0]}: ${e.message}; install util-linux`, { exitCode: 125 })));
     child.on('spawn', () => {
-      if (child.pid !== undefined) opts.onStart?.(child.pid);
+      if (child.pid !== undefined) onStart?.(child.pid);
     });
     child.on('close', (code, signal) => {
       for (const [s, h] of handlers) process.off(s, h);
       resolve(code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0));
     });
   });
-  return {
-    exit,
-    ...(diff ? { diff } : {}),
-    ...(opts.stdin === 'pipe' ? { input: child.stdin! } : {}),
-    ...(opts.output === 'pipe' ? { stdout: child.stdout!, stderr: child.stderr! } : {}),
-  };
+  return { child, exit };
 }
 
-function childOf(pid: number | undefined): number | undefined {
+/**
+ * The first child of `pid`, if any. Every thread's list is read: a Go program such as runc forks from whichever
+ * thread it runs on, and /proc lists a child under the thread that made it.
+ */
+export function childOf(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;
   try {
-    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0];
-    return first ? Number(first) : undefined;
-  } catch {
-    return undefined;
-  }
+    for (const task of readdirSync(`/proc/${pid}/task`)) {
+      const first = readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').trim().split(/\s+/)[0];
+      if (first) return Number(first);
+    }
+  } catch { /* gone */ }
+  return undefined;
 }

@@ -265,6 +265,24 @@ describe('stdin, terminal and signals', { skip, concurrency: true }, () => {
       await bg.stop();
     }
   });
+  test('a container does not outlive hoist: kill -9 of hoist ends it', async () => {
+    const bg = hoistInBackground(user!, root, home, ['run', '--rm', 'busybox', 'sh', '-c', 'echo ready; exec sleep 4713']);
+    try {
+      await bg.waitForStdout(/ready/);
+      assert.equal((await pidsWithArgv(['sleep', '4713'])).length, 1, 'the container\'s sleep is not visible from the host');
+      process.kill(await bg.hoistPid(), 'SIGKILL');
+      await bg.exit;
+      let left: number[] = [];
+      for (let i = 0; i < 50; i++) {
+        left = await pidsWithArgv(['sleep', '4713']);
+        if (left.length === 0) break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.deepEqual(left, [], 'the container kept running after hoist was killed');
+    } finally {
+      await bg.stop();
+    }
+  });
 });
 
 test('without --rm, ps -a lists the exited container with its exit code; rm removes it and its subuid-owned files', { skip }, async () => {

@@ -119,6 +119,7 @@ describe('hoist copy into the local store, rootless', { skip }, () => {
     assert.equal(run.stdout, '1000\ngone\n');
     assert.match(run.stderr, /snapshots ready/, 'the debug lines this test relies on are there');
     assert.doesNotMatch(run.stderr, /unpacking sha256:/, 'the run unpacked a layer again');
+    assert.match(run.stderr, /no helper needed/, 'an unpacked image runs without the namespace helper (fast-run.ts)');
     const afterRun = await Promise.all(ids.map((d) => stat(snapshotDir(store, d))));
     assert.deepEqual(afterRun.map((s) => [s.ino, s.mtimeMs]), before.map((s) => [s.ino, s.mtimeMs]));
 
