@@ -1,10 +1,10 @@
-#!/usr/bin/env -S node --liftoff-only --
+#!/usr/bin/env -S node --
 // `node --`: Node 24 reads --env-file even after the script name (nodejs/node#54232), so `hoist run --env-file F`
 // would be taken by Node itself; `--` ends Node's options.
-// `--liftoff-only`: undici parses HTTP with llhttp compiled to WebAssembly. After a few requests V8 starts optimizing
-// its big parser function on a background thread, and a process that is done waits for that compile before it exits:
-// ~30 ms on every `inspect` or `copy`. The baseline code is quick enough for header parsing (bodies are only handed
-// through), and the flag must be on the command line: set at run time it no longer reaches the wasm compiler.
+// No V8 flags here: each one tried (--liftoff-only, --wasm-tiering-budget) made V8 reject the code cache built
+// into Node for its own modules, ~12 ms more for `run` and `build`. --liftoff-only would save ~25 ms on registry
+// commands (a finished `inspect` waits for V8's background optimization of undici's llhttp wasm), so it is a trade,
+// and the commands that run most lose by it; bench/lib.ts hoistBin starts the bin with whatever flags this line has.
 // The bin entry, in plain JS on purpose: Node strips TypeScript types before a .ts entry runs, and loading the
 // stripper costs ~40 ms per start; turning the compile cache on first lets cached .ts modules skip it.
 // The cache directory is per user: Node's default (one directory in /tmp) belongs to whoever ran first, and every

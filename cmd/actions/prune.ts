@@ -4,6 +4,7 @@ import { Store } from '../../src/store/store.ts';
 import { prune as pruneLayout } from '../../src/store/prune.ts';
 import { parseDuration, trimBuildCache } from '../../src/store/build-cache.ts';
 import { formatBytes } from '../progress.ts';
+import path from 'node:path';
 
 interface PruneFlags {
   buildCache?: boolean;
@@ -18,6 +19,34 @@ export default async function prune(g: GlobalOptions, flags: PruneFlags): Promis
   const trimmed = await trimBuildCache(store.root, { maxAgeMs, all: flags.buildCache ?? false, hasBlob: (d) => store.layout.hasBlob(d) });
   const r = await pruneLayout(store.layout, { keep: trimmed.keep });
   for (const d of r.deleted) process.stdout.write(`${d}\n`);
-  process.stderr.write(`Deleted ${r.deleted.length} blob(s), freed ${formatBytes(r.freedBytes)}; ${trimmed.removed} build-cache entr${trimmed.removed === 1 ? 'y' : 'ies'} removed, ${trimmed.keep.size} cached layer(s) kept\n`);
+  const snaps = await pruneUnpacked(g, store, trimmed.keepDiffIDs);
+  process.stderr.write(`Deleted ${r.deleted.length} blob(s), freed ${formatBytes(r.freedBytes)}; ${trimmed.removed} build-cache entr${trimmed.removed === 1 ? 'y' : 'ies'} removed, ${trimmed.keep.size} cached layer(s) kept; ${snaps}\n`);
   return 0;
+}
+
+/**
+ * Unpacked layers no stored image and no kept cache entry uses (src/store/snapshot-gc.ts), removed from inside the
+ * user namespace (their files belong to subordinate ids). Gives the summary's words for them.
+ */
+async function pruneUnpacked(g: GlobalOptions, store: Store, keep: Set<string>): Promise<string> {
+  const { pruneSnapshots } = await import('../../src/store/snapshot-gc.ts');
+  const { Containers } = await import('../../src/runtime/containers.ts');
+  const containers = new Containers(store.root);
+  const res = await pruneSnapshots(store.root, store.layout, {
+    keep,
+    containerRunning: () => containers.list().some((c) => c.state === 'running'),
+  });
+  if (res.skipped !== undefined) return `unpacked layers left as they are (${res.skipped})`;
+  if (res.trash !== undefined) {
+    const { detectHost, usernsMode } = await import('../../src/runtime/host.ts');
+    const { launch } = await import('../../src/runtime/launch.ts');
+    const host = detectHost();
+    const code = await launch({
+      op: 'remove', storeRoot: store.root, containerDir: res.trash, id: path.basename(res.trash), layers: [],
+      process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
+      runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
+    }, { host, mode: usernsMode(host, undefined, () => {}), stdin: false }).exit.catch(() => 125);
+    if (code !== 0) return `${res.moved} unpacked layer(s) moved to ${res.trash} but not removed; run hoist prune again`;
+  }
+  return `${res.moved} unpacked layer(s) removed`;
 }

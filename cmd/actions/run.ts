@@ -131,8 +131,9 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
   const launchOpts: LaunchOptions = {
     host, mode, stdin: flags.interactive ?? false,
     onStart: () => {
-      // The record names this hoist process: alive means the container runs (ps), gone means it exited.
-      if (!flags.rm) containers.write({ ...rec, pid: process.pid, state: 'running' });
+      // The record names this hoist process: alive means the container runs (ps, and prune then leaves the unpacked
+      // layers alone), gone means it exited. A --rm container's record goes with it.
+      containers.write({ ...rec, pid: process.pid, state: 'running' });
     },
   };
   const debug = (m: string): void => {

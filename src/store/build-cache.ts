@@ -91,6 +91,8 @@ export interface TrimResult {
   removed: number;
   /** Blobs the remaining entries use: prune keeps them. */
   keep: Set<string>;
+  /** Their layers' diffIDs: prune keeps those snapshots (a rebuild runs on them). */
+  keepDiffIDs: Set<string>;
 }
 
 /**
@@ -100,12 +102,13 @@ export interface TrimResult {
 export async function trimBuildCache(storeRoot: string, opts: { maxAgeMs?: number; all?: boolean; hasBlob: (d: string) => Promise<boolean> }): Promise<TrimResult> {
   const dir = path.join(storeRoot, CACHE_DIR, 'steps');
   const keep = new Set<string>();
+  const keepDiffIDs = new Set<string>();
   let removed = 0;
   let names: string[];
   try {
     names = await readdir(dir);
   } catch {
-    return { removed, keep };
+    return { removed, keep, keepDiffIDs };
   }
   const now = Date.now();
   for (const n of names) {
@@ -125,7 +128,10 @@ export async function trimBuildCache(storeRoot: string, opts: { maxAgeMs?: numbe
     if (drop) {
       await rm(file, { force: true });
       removed++;
-    } else if (layer) keep.add(layer.digest);
+    } else if (layer) {
+      keep.add(layer.digest);
+      keepDiffIDs.add(layer.diffID);
+    }
   }
   // Temp dirs of builds that are gone (a live build's pid is in the name).
   const tmp = path.join(storeRoot, CACHE_DIR, 'tmp');
@@ -133,7 +139,7 @@ export async function trimBuildCache(storeRoot: string, opts: { maxAgeMs?: numbe
     const pid = Number(t.split('-')[0]);
     if (Number.isInteger(pid) && pid > 0 && !pidAlive(pid)) await rm(path.join(tmp, t), { recursive: true, force: true });
   }
-  return { removed, keep };
+  return { removed, keep, keepDiffIDs };
 }
 
 /** Parses buildah's --cache-ttl (`90s`, `10m`, `2h`, `1h30m`, or plain seconds) to milliseconds. */

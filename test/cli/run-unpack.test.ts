@@ -21,7 +21,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import {
   assertCheckoutReadable, ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, subordinateIds, userTempDir, type UserTempDir, rootfulSkipReason, noSubUser,
 } from '../helpers/rootless.ts';
-import { busyboxDerived, rawLayerTar, type DerivedImage } from '../helpers/run-images.ts';
+import { busyboxDerived, hoistInBackground, rawLayerTar, type DerivedImage } from '../helpers/run-images.ts';
 import { hoist as hoistAsMe, type RunResult } from '../helpers/run.ts';
 
 const user = ciUser();
@@ -192,6 +192,35 @@ describe('hoist copy into the local store, rootless', { skip }, () => {
     assert.match(r.stderr, /^hoist: warning: could not unpack the layers of docker\.io\/library\/owned:latest now \([^\n]*permission denied[^\n]*\); the first hoist run will unpack them\n$/, show(r));
     assert.match((await ok(hoistAs(user!, store, ['images']))).stdout, /docker\.io\/library\/owned +latest /);
     assert.deepEqual(await readdir(path.join(store, 'snapshots')), []);
+    await assertClean(store);
+  });
+
+  test('prune removes the unpacked layers no image uses, but none while a container runs', async () => {
+    const store = await newStore();
+    await ok(hoistAs(user!, store, ['copy', '-q', img.ref, 'owned']));
+    const ids = await diffIDs(layout, img.digest);
+    const hexNames = async (): Promise<string[]> => (await readdir(path.join(store, 'snapshots'))).filter((n) => /^[0-9a-f]{64}$/.test(n)).sort();
+    const all = ids.map((d) => d.replace(/^sha256:/, '')).sort();
+    assert.deepEqual(await hexNames(), all);
+
+    const kept = await ok(hoistAs(user!, store, ['prune']));
+    assert.match(kept.stderr, /; 0 unpacked layer\(s\) removed\n$/, 'an image in the store keeps its layers');
+    assert.deepEqual(await hexNames(), all);
+
+    const bg = hoistInBackground(user!, store, tmp.dir, ['run', '--rm', 'owned', 'sh', '-c', 'echo ready; exec sleep 4714']);
+    try {
+      await bg.waitForStdout(/ready/);
+      await ok(hoistAs(user!, store, ['rmi', 'owned']));
+      const busy = await ok(hoistAs(user!, store, ['prune']));
+      assert.match(busy.stderr, /unpacked layers left as they are \(a container is running\)\n$/);
+      assert.deepEqual(await hexNames(), all, 'a running container\'s layers were removed');
+    } finally {
+      await bg.stop();
+    }
+    // Files of container uid 1000 (a subordinate id) among them: removed from inside the namespace.
+    const pruned = await ok(hoistAs(user!, store, ['prune']));
+    assert.match(pruned.stderr, new RegExp(`; ${all.length} unpacked layer\\(s\\) removed\\n$`), show(pruned));
+    assert.deepEqual(await readdir(path.join(store, 'snapshots')), [], 'snapshots or the trash left behind');
     await assertClean(store);
   });
 });
