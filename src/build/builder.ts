@@ -103,11 +103,6 @@ interface MadeLayer {
   snapshot?: boolean;
 }
 
-/**
- * gzip level for the layers of stages other than the target: 1 compresses ~4× faster than the default 6 and gives
- * ~30% bigger blobs (source text); BuildKit does not compress such layers at all until one is exported.
- */
-const INTERMEDIATE_GZIP_LEVEL = 1;
 
 /** Entries from which a COPY layer is worth unpacking alongside (snapshotWriter): smaller ones the RUN unpacks in no time. */
 const SNAPSHOT_ALONG_ENTRIES = 256;
@@ -639,17 +634,18 @@ class StageRun {
    */
   /**
    * Layers that can never be part of the image this build writes (stages the target neither is nor is FROM) are
-   * compressed at a fast gzip level: only this build reads them back.
+   * stored as plain tars: only builds read them back, and compressing them cost more time than the disk they save
+   * (BuildKit does not compress such layers at all until one is exported).
    */
-  #fastCompression(): boolean {
-    return this.b.o.compression === 'gzip' && !this.b.outputStages.has(this.ps.stage.index);
+  #uncompressed(): boolean {
+    return !this.b.outputStages.has(this.ps.stage.index);
   }
 
   async #layerStep(id: number, stepKeyIn: string, ins: Instruction, make: () => Promise<Readable | MadeLayer | undefined>, history?: string): Promise<void> {
     const b = this.b;
-    // Fast compression changes the blob, so it is part of the key: a cached layer is always the one the level gives.
-    const fast = this.#fastCompression();
-    const key = fast ? stepKey(stepKeyIn, 'gzip-level', INTERMEDIATE_GZIP_LEVEL) : stepKeyIn;
+    // An uncompressed layer is another blob, so that is part of the key: a cached layer is always the kind wanted.
+    const plain = this.#uncompressed();
+    const key = plain ? stepKey(stepKeyIn, 'uncompressed') : stepKeyIn;
     let entry = await b.cache.get(key);
     if (entry?.layer && !(await b.lease.hasBlob(entry.layer.digest))) entry = undefined;
     let layer: BuiltLayer | undefined;
@@ -685,9 +681,7 @@ class StageRun {
         }
         try {
           const { storeLayer } = await import('./layer-blob.ts');
-          // Layers of stages other than the target are compressed fast: they are only read back by this build (and
-          // pushed only if that stage is ever built as a target, then ~30% bigger than at gzip's default level).
-          const storing = storeLayer(b.o.store.layout, tar, { compression: b.o.compression, lease: b.lease, ...(fast ? { level: INTERMEDIATE_GZIP_LEVEL } : {}) });
+          const storing = storeLayer(b.o.store.layout, tar, { compression: plain ? 'none' : b.o.compression, lease: b.lease });
           // Whichever fails first is the error to report; the other is awaited so nothing is left running.
           const [s1, s2] = await Promise.allSettled([storing, done]);
           if (s2.status === 'rejected') throw s2.reason;

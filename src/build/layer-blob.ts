@@ -9,13 +9,13 @@
  * always ended on an empty call, after every data chunk has been taken in.
  */
 import { mkdir, open, rm, type FileHandle } from 'node:fs/promises';
-import type { Readable, Transform } from 'node:stream';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { HoistError } from '../errors.ts';
 import { compressStream } from '../layer/compression.ts';
 import { parsePaxRecords } from '../layer/xattrs.ts';
 import { Digester } from '../oci/digest.ts';
-import { DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD, OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../oci/mediatype.ts';
+import { DOCKER_LAYER, DOCKER_LAYER_GZIP, DOCKER_LAYER_ZSTD, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD } from '../oci/mediatype.ts';
 import type { Descriptor } from '../oci/types.ts';
 import type { Lease } from '../store/lease.ts';
 import type { OciLayout } from '../store/layout.ts';
@@ -31,7 +31,8 @@ export interface StoredLayer {
 }
 
 export interface StoreLayerOptions {
-  compression?: 'gzip' | 'zstd';
+  /** 'none': the tar as it is (a layer only this build reads back: no compressor, one hash). */
+  compression?: 'gzip' | 'zstd' | 'none';
   /** gzip 0–9 (default 6), zstd 1–22 (default 3). */
   level?: number;
   format?: 'oci' | 'docker';
@@ -41,16 +42,18 @@ export interface StoreLayerOptions {
 
 export async function storeLayer(layout: OciLayout, tar: Readable, opts: StoreLayerOptions = {}): Promise<StoredLayer> {
   const compression = opts.compression ?? 'gzip';
+  const plain = compression === 'none';
   let z: Transform;
   try {
-    checkLevel(compression, opts.level);
-    z = compressStream(compression, opts.level);
+    if (compression !== 'none') checkLevel(compression, opts.level);
+    z = compression === 'none' ? new PassThrough() : compressStream(compression, opts.level);
   } catch (e) {
     tar.destroy();
     throw e;
   }
   const docker = opts.format === 'docker';
-  const mediaType = compression === 'zstd' ? (docker ? DOCKER_LAYER_ZSTD : OCI_LAYER_ZSTD) : (docker ? DOCKER_LAYER_GZIP : OCI_LAYER_GZIP);
+  const mediaType = plain ? (docker ? DOCKER_LAYER : OCI_LAYER)
+    : compression === 'zstd' ? (docker ? DOCKER_LAYER_ZSTD : OCI_LAYER_ZSTD) : (docker ? DOCKER_LAYER_GZIP : OCI_LAYER_GZIP);
 
   const diff = new Digester();
   const counter = new TarHeaderWalker();
@@ -72,7 +75,7 @@ export async function storeLayer(layout: OciLayout, tar: Readable, opts: StoreLa
     }, () => counter.end());
     const draining = pipeline(z, async (source: AsyncIterable<Buffer>) => {
       for await (const chunk of source) {
-        blob.update(chunk);
+        if (!plain) blob.update(chunk); // uncompressed, the blob is the tar: its digest is the diffID
         await writeAll(fh, chunk);
       }
     });
@@ -87,11 +90,12 @@ export async function storeLayer(layout: OciLayout, tar: Readable, opts: StoreLa
     await fh.close().catch(() => {});
     if (!written) await rm(tmp, { force: true });
   }
-  const digest = blob.digest();
+  const diffID = diff.digest();
+  const digest = plain ? diffID : blob.digest();
   await layout.adoptTempBlob(tmp, digest, opts.lease);
   return {
-    descriptor: { mediaType, digest, size: blob.size },
-    diffID: diff.digest(),
+    descriptor: { mediaType, digest, size: plain ? diff.size : blob.size },
+    diffID,
     entries: counter.entries,
     uncompressedSize: diff.size,
   };

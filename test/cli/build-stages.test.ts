@@ -487,6 +487,29 @@ describe('outputs', { skip, concurrency: true }, () => {
     assert.deepEqual(types, ['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+zstd', 'application/vnd.oci.image.layer.v1.tar+zstd']);
     assert.equal((await ok(['run', '--rm', 'zstdimg', 'cat', '/z.txt', '/f.txt'])).stdout, 'zstd-layer\ncopied\n');
   });
+  test('layers of a stage the image is not built on are stored as plain tars; built as the target, that stage compresses', async () => {
+    const marker = `plain-stage-${process.pid}-${Date.now()}`;
+    const ctx = await context({ Dockerfile: `FROM busybox AS tools\nRUN echo ${marker} > /made.txt\nFROM busybox\nCOPY --from=tools /made.txt /\n` });
+    const r = await build(['-t', 'plainstage'], ctx);
+    assert.equal(r.code, 0, show(r));
+    const layers = (await manifestOf('plainstage')).layers as { mediaType: string; digest: string }[];
+    assert.deepEqual(layers.map((l) => l.mediaType), ['application/vnd.oci.image.layer.v1.tar+gzip', 'application/vnd.oci.image.layer.v1.tar+gzip']);
+    // The RUN layer of `tools`: in the build cache, an uncompressed tar whose digest is its diffID.
+    const steps = path.join(root, 'build-cache', 'steps');
+    const found: { mediaType: string; digest: string; diffID: string }[] = [];
+    for (const f of await readdir(steps)) {
+      const layer = (JSON.parse(await readFile(path.join(steps, f), 'utf8')) as { layer?: { mediaType: string; digest: string; diffID: string } }).layer;
+      if (layer && (await blob(layer.digest)).includes(marker)) found.push(layer);
+    }
+    assert.equal(found.length, 1, JSON.stringify(found));
+    assert.equal(found[0]!.mediaType, 'application/vnd.oci.image.layer.v1.tar');
+    assert.equal(found[0]!.digest, found[0]!.diffID);
+    const asTarget = await build(['-t', 'plainstage-tools', '--target', 'tools'], ctx);
+    assert.equal(asTarget.code, 0, show(asTarget));
+    const top = ((await manifestOf('plainstage-tools')).layers as { mediaType: string; digest: string }[]).at(-1)!;
+    assert.equal(top.mediaType, 'application/vnd.oci.image.layer.v1.tar+gzip');
+    assert.ok(decompress(await blob(top.digest))?.includes(marker));
+  });
 });
 
 test('--squash: the new layers become one on top of the untouched base layers; deletions hold', { skip }, async () => {
