@@ -13,6 +13,8 @@ program
   .version('0.1.0')
   .option('--debug', 'show stack traces and debug logs on stderr')
   .option('--root <dir>', 'store location (default: $HOIST_ROOT, $XDG_DATA_HOME/hoist, ~/.local/share/hoist)')
+  .option('--policy <file>', 'signature policy for copy, run and build (as skopeo takes it; the commands take it too)')
+  .option('--insecure-policy', 'accept any image in copy, run and build (as skopeo takes it)')
   .showHelpAfterError('(run with --help for usage)')
   .configureHelp({ sortSubcommands: false })
   // run's command line after the image belongs to the container (`hoist run img ls -l`): options are positional.

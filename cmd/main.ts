@@ -8,6 +8,9 @@ import { runShutdown } from '../src/util/shutdown.ts';
 export interface GlobalOptions {
   debug: boolean;
   root?: string;
+  /** skopeo's global signature-policy flags (cmd/policy-flags.ts); copy, run and build read them. */
+  policy?: string;
+  insecurePolicy?: boolean;
 }
 
 export type Action = (globals: GlobalOptions, ...args: unknown[]) => Promise<number | void>;

@@ -1,6 +1,7 @@
 /**
- * The signature-policy flags of copy, run and build: skopeo's global `--policy FILE` and `--insecure-policy`, taken
- * as command options, and podman/buildah's `--signature-policy FILE` (hidden) as another name for --policy.
+ * The signature-policy flags of copy, run and build: skopeo's `--policy FILE` and `--insecure-policy`, given before
+ * the command as skopeo takes them (`hoist --policy F copy …`) or after it, and podman/buildah's
+ * `--signature-policy FILE` (hidden) as another name for --policy.
  */
 import { HoistError } from '../src/errors.ts';
 import type { ImagePolicy } from '../src/sign/policy-check.ts';
@@ -16,7 +17,12 @@ export interface PolicyFlags {
  * `HOIST_POLICY_ROOT` prefixes the system path /etc/containers/policy.json (containers/image's
  * RootForImplicitAbsolutePaths): not a user setting, it lets tests stand for a machine without that file.
  */
-export async function loadImagePolicy(flags: PolicyFlags, storeRoot: string): Promise<ImagePolicy> {
+export async function loadImagePolicy(commandFlags: PolicyFlags, storeRoot: string, globalFlags: PolicyFlags = {}): Promise<ImagePolicy> {
+  // The command's own flag wins over the one before the command name.
+  const flags: PolicyFlags = {
+    ...pick(globalFlags),
+    ...pick(commandFlags),
+  };
   if (flags.policy !== undefined && flags.signaturePolicy !== undefined && flags.policy !== flags.signaturePolicy) {
     throw new HoistError('BAD_FLAG', `--policy ${flags.policy} and --signature-policy ${flags.signaturePolicy} disagree; they are the same setting, pass one`, { exitCode: 2 });
   }
@@ -29,4 +35,12 @@ export async function loadImagePolicy(flags: PolicyFlags, storeRoot: string): Pr
     ...(root ? { root } : {}),
     storeRoot,
   });
+}
+
+function pick(f: PolicyFlags): PolicyFlags {
+  return {
+    ...(f.policy !== undefined ? { policy: f.policy } : {}),
+    ...(f.signaturePolicy !== undefined ? { signaturePolicy: f.signaturePolicy } : {}),
+    ...(f.insecurePolicy !== undefined ? { insecurePolicy: f.insecurePolicy } : {}),
+  };
 }

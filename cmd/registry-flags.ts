@@ -41,6 +41,9 @@ const RUN_VALUE_OPTIONS = new Set(['-e', '--env', '--env-file', '-v', '--volume'
   '--entrypoint', '--network', '--net', '--hostname', '--name', '--pull', '--platform', '--runtime', '--userns', '--creds',
   '--authfile', '--cert-dir', '--retry-times', '--retry-delay', '--root', '--policy', '--signature-policy']);
 
+/** hoist's options before the command name that take a value (the word after them is not the command). */
+const GLOBAL_VALUE_OPTIONS = new Set(['--root', '--policy']);
+
 export function rewriteGoBoolFlags(argv: string[], commands: Set<string>): string[] {
   const out = argv.slice(0, 2);
   let inCommand = false;
@@ -50,11 +53,11 @@ export function rewriteGoBoolFlags(argv: string[], commands: Set<string>): strin
     const a = argv[i]!;
     if (inCommand && isRun && !done && !a.startsWith('-') && !RUN_VALUE_OPTIONS.has(argv[i - 1]!)) done = true; // the image
     if (!inCommand && !done) {
-      if (commands.has(a) && argv[i - 1] !== '--root') {
+      if (commands.has(a) && !GLOBAL_VALUE_OPTIONS.has(argv[i - 1]!)) {
         inCommand = true;
         isRun = a === 'run';
       }
-      else if (!a.startsWith('-') && argv[i - 1] !== '--root') done = true; // another command: leave it alone
+      else if (!a.startsWith('-') && !GLOBAL_VALUE_OPTIONS.has(argv[i - 1]!)) done = true; // another command: leave it alone
       out.push(a);
       continue;
     }

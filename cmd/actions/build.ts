@@ -150,7 +150,7 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
       ...(timestamp !== undefined ? { timestamp } : {}), compression: compression as 'gzip' | 'zstd',
       ...(cacheTtlMs !== undefined ? { cacheTtlMs } : {}), registry,
       ...(flags.runtime !== undefined ? { runtime: flags.runtime } : {}), debug: g.debug,
-      admit: admitPulls(flags, store.root, registry),
+      admit: admitPulls(flags, g, store.root, registry),
       events: (e) => progress.event(e),
     });
     const created = timestamp !== undefined ? new Date(timestamp * 1000).toISOString() : outcome.created || new Date().toISOString();
@@ -205,12 +205,12 @@ export default async function build(g: GlobalOptions, contextArg: string | undef
  * before the image is stored, like `hoist run` and buildah/podman (containers/image checks the policy in its copy,
  * which only a pull runs); an image already in the store is used as it is. The policy is read at the first pull.
  */
-function admitPulls(flags: PolicyFlags, storeRoot: string, registry: RegistryAccess): (name: string, transport: 'docker' | 'store', digest: string) => Promise<void> {
+function admitPulls(flags: PolicyFlags, globalFlags: PolicyFlags, storeRoot: string, registry: RegistryAccess): (name: string, transport: 'docker' | 'store', digest: string) => Promise<void> {
   let policy: Promise<ImagePolicy> | undefined;
   return async (name, transport, digest) => {
     if (transport === 'store') return;
     const { loadImagePolicy } = await import('../policy-flags.ts');
-    policy ??= loadImagePolicy(flags, storeRoot);
+    policy ??= loadImagePolicy(flags, storeRoot, globalFlags);
     const p = await policy;
     if (p.file === undefined) return;
     const { openSource } = await import('../../src/transport/index.ts');

@@ -54,7 +54,7 @@ export default async function copy(g: GlobalOptions, srcArg: string, dstArg: str
 
   const signer = await prepareSigning(flags, dstRef);
   // The source's signature policy (skopeo's --policy / --insecure-policy), read before anything is opened.
-  const policy = await loadImagePolicy(flags, storeRoot(g.root));
+  const policy = await loadImagePolicy(flags, storeRoot(g.root), g);
   if (flags.allTags) {
     if (signer) throw new HoistError('BAD_FLAG', '--all-tags does not sign: copy, then hoist sign each tag', { exitCode: 2 });
     return copyAllTags(g, srcRef, dstRef, srcAccess, dstAccess, options, flags, policy);

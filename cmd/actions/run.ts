@@ -94,7 +94,7 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
 
   const root = storeRoot(g.root);
   const store = await Store.open(root);
-  const top = await findOrPull(store, imageArg, pull, platform, flags, { host, mode, debug: g.debug });
+  const top = await findOrPull(store, imageArg, pull, platform, flags, { host, mode, debug: g.debug, globals: g });
   const img = await loadRunImage(store, top, imageArg, platform);
 
   const containers = new Containers(store.root);
@@ -182,7 +182,7 @@ function rootfsMode(): RootfsMode {
  */
 async function findOrPull(
   store: Store, name: string, pull: 'missing' | 'always' | 'never', platform: Platform, flags: RunFlags,
-  ns: { host: HostInfo; mode: UsernsMode; debug: boolean },
+  ns: { host: HostInfo; mode: UsernsMode; debug: boolean; globals: PolicyFlags },
 ): Promise<Descriptor> {
   if (pull !== 'always') {
     try {
@@ -206,7 +206,7 @@ async function findOrPull(
   const { openSource, openDestination } = await import('../../src/transport/index.ts');
   const { copyImage } = await import('../../src/copy/engine.ts');
   const { makeProgress } = await import('../progress.ts');
-  const policy = await loadImagePolicy(flags, store.root);
+  const policy = await loadImagePolicy(flags, store.root, ns.globals);
   const ref = { transport: 'docker' as const, ref: full };
   const opened = await openSource(ref, { registry: await registryAccess(flags) });
   try {

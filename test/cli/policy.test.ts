@@ -120,6 +120,17 @@ test('insecureAcceptAnything accepts and reject refuses, naming the image and th
   assert.equal((await ok(h(['images', '--format', 'json']))).stdout.trim(), '[]');
 });
 
+test('skopeo\'s form: --policy and --insecure-policy before the command name; the command\'s own --policy wins', async () => {
+  const reject = await policyFile({ default: [{ type: 'reject' }] });
+  const accept = await policyFile({ default: [{ type: 'insecureAcceptAnything' }] });
+  const dst = (): string => `oci:${path.join(tmp, `dst-${++n}`)}:img`;
+  refused(await h(['--policy', reject, 'copy', '-q', '--src-tls-verify=false', d('unsigned:1'), dst()]), /refused by policy: reject/);
+  await ok(h(['--policy', reject, 'copy', '-q', '--src-tls-verify=false', '--policy', accept, d('unsigned:1'), dst()]));
+  await ok(h(['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', d('unsigned:1'), dst()], { HOME: empty, HOIST_POLICY_ROOT: empty }));
+  refused(await h(['--policy', path.join(tmp, 'no-such-policy.json'), 'copy', '-q', '--src-tls-verify=false', d('unsigned:1'), dst()]),
+    /cannot read policy file .*no-such-policy\.json: no such file/);
+});
+
 for (const how of ['keyPath', 'keyData'] as const) {
   test(`sigstoreSigned with ${how}: a signed image is accepted; unsigned and signed-by-another-key ones are refused`, async () => {
     const pub = await readFile(`${key}.pub`, 'utf8');
