@@ -115,14 +115,15 @@ async function prepareSigning(flags: CopyFlags, dstRef: ImageRef): Promise<Signe
   if (flags.signBy !== undefined || flags.signBySqFingerprint !== undefined) {
     throw new HoistError('NOT_SUPPORTED', `--${flags.signBy !== undefined ? 'sign-by' : 'sign-by-sq-fingerprint'}: GPG / OpenPGP signing is not supported by hoist; sign with --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
   }
-  const { KEYLESS_MESSAGE, loadPrivateKey } = await import('./sign.ts');
-  if (flags.signBySigstore !== undefined) throw new HoistError('NOT_SUPPORTED', `--sign-by-sigstore: ${KEYLESS_MESSAGE}; use --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
-  if (flags.signBySigstorePrivateKey === undefined) {
+  if (flags.signBySigstorePrivateKey === undefined && flags.signBySigstore === undefined) {
     if (flags.signPassphraseFile !== undefined || flags.signIdentity !== undefined) {
       throw new HoistError('BAD_FLAG', `--${flags.signPassphraseFile !== undefined ? 'sign-passphrase-file' : 'sign-identity'} needs --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
     }
-    return undefined;
+    return undefined; // nothing to sign: the signing code is not even loaded
   }
+  const { KEYLESS_MESSAGE, loadPrivateKey } = await import('./sign.ts');
+  if (flags.signBySigstore !== undefined) throw new HoistError('NOT_SUPPORTED', `--sign-by-sigstore: ${KEYLESS_MESSAGE}; use --sign-by-sigstore-private-key KEY`, { exitCode: 2 });
+  if (flags.signBySigstorePrivateKey === undefined) return undefined;
   const { signingIdentity, openSignTarget, signImage } = await import('../../src/sign/sign-image.ts');
   if (dstRef.transport === 'oci-archive' || dstRef.transport === 'docker-archive') {
     throw new HoistError('NOT_SUPPORTED', `${formatImageReference(dstRef)}: an archive cannot hold signatures; copy to a registry, an oci: layout or the local store to sign`, { exitCode: 2 });

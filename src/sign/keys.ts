@@ -5,7 +5,7 @@
  * which newer cosign writes). Node has no XSalsa20, so the secretbox comes from tweetnacl; the rest is node:crypto.
  */
 import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomBytes, scryptSync, type KeyObject } from 'node:crypto';
-import nacl from 'tweetnacl';
+import { createRequire } from 'node:module';
 import { HoistError } from '../errors.ts';
 
 export const COSIGN_PRIVATE_KEY_LABEL = 'ENCRYPTED COSIGN PRIVATE KEY';
@@ -20,8 +20,14 @@ export const SCRYPT_N_VALUES: readonly number[] = [32768, 65536, 131072];
 const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 const SALT_BYTES = 32;
-const NONCE_BYTES = nacl.secretbox.nonceLength; // 24
-const KEY_BYTES = nacl.secretbox.keyLength; // 32
+/** tweetnacl, loaded when a key is encrypted or decrypted: not for the public keys a policy check reads. */
+let naclModule: typeof import('tweetnacl') | undefined;
+function nacl(): typeof import('tweetnacl') {
+  naclModule ??= createRequire(import.meta.url)('tweetnacl') as typeof import('tweetnacl');
+  return naclModule;
+}
+const NONCE_BYTES = 24; // nacl.secretbox.nonceLength
+const KEY_BYTES = 32; // nacl.secretbox.keyLength
 
 /** Where a new key's encryption differs from the default (older containers/image reads only this default). */
 export interface KeyWriteOptions {
@@ -45,7 +51,7 @@ export function encryptPrivateKey(key: KeyObject, passphrase: string, opts: KeyW
   const nonce = randomBytes(NONCE_BYTES);
   const secret = deriveKey(passphrase, salt, N);
   const plaintext = key.export({ type: 'pkcs8', format: 'der' });
-  const ciphertext = Buffer.from(nacl.secretbox(plaintext, nonce, secret));
+  const ciphertext = Buffer.from(nacl().secretbox(plaintext, nonce, secret));
   const body = {
     kdf: { name: 'scrypt', params: { N, r: SCRYPT_R, p: SCRYPT_P }, salt: salt.toString('base64') },
     cipher: { name: 'nacl/secretbox', nonce: nonce.toString('base64') },
@@ -71,7 +77,7 @@ export function readPrivateKey(pem: string, passphrase: string, where: string): 
   }
   const enc = parseEncryptedBody(block.bytes, where);
   const secret = deriveKey(passphrase, enc.salt, enc.N);
-  const plaintext = nacl.secretbox.open(enc.ciphertext, enc.nonce, secret);
+  const plaintext = nacl().secretbox.open(enc.ciphertext, enc.nonce, secret);
   if (plaintext === null) {
     throw new HoistError('BAD_PASSPHRASE', `${where}: wrong passphrase (the key could not be decrypted)`);
   }
