@@ -97,6 +97,11 @@ const TREE_MEMORY_BYTES = 32 * 1024 * 1024;
  */
 interface MadeLayer {
   tar: Readable;
+  /**
+   * The layer's index, filled in by the tar's writer as it writes (complete once the tar has been read to its end):
+   * then the tar is not parsed again to index it.
+   */
+  index?: import('./layer-tree.ts').IndexEntry[];
   done?: Promise<void>;
   after?: (diffID: string | undefined) => Promise<void>;
   /** Unpack the layer into the snapshot cache while it is written, for a later RUN of the stage (big layers). */
@@ -670,7 +675,10 @@ class StageRun {
         // A later step will read this stage's files (the next COPY's lower tree, another stage's COPY --from): the
         // layer's index is made from the tar as it goes by, instead of reading the stored blob back for it.
         let indexing: Promise<import('./layer-tree.ts').IndexEntry[]> | undefined;
-        if (this.#treeWanted(ins)) {
+        if (this.#treeWanted(ins) && m.index !== undefined) {
+          const written = m.index;
+          indexing = done.then(() => written);
+        } else if (this.#treeWanted(ins)) {
           const { indexTar } = await import('./layer-tree.ts');
           const { teeTo } = await import('./tee.ts');
           const { PassThrough } = await import('node:stream');
@@ -970,7 +978,14 @@ class StageRun {
       // --parents: paths are kept below each word's `/./` pivot; in-between directories take the source's metadata.
       const parentsOpt = { pivots: sources.map((s) => splitParentsPivot(s).pivot), stat: async (w: number, rel: string) => statOf[w]?.stat(rel) };
       const entries = perSource.reduce((n, ms) => n + ms.reduce((k, m) => k + m.entries.length, 0), 0);
+      const { writtenIndexEntry } = await import('./layer-tree.ts');
+      const index: import('./layer-tree.ts').IndexEntry[] = [];
+      let written = 0;
       const tar = copyLayer(perSource, {
+        onEntry: (h, xattrs) => {
+          const e = writtenIndexEntry(h as import('./layer-tree.ts').TarHeader, xattrs, written++, `layer of ${ins.original}`);
+          if (e !== undefined) index.push(e);
+        },
         dest, sourceCount: sources.length,
         ...(owner ? { chown: owner } : {}), ...(chmod !== undefined ? { chmod: x(chmod) } : {}), ...(parents ? { parents: parentsOpt } : {}),
         // --link: the layer must not depend on what is below it (BuildKit rebases it), so nothing below is looked at.
@@ -980,7 +995,7 @@ class StageRun {
         instruction: ins.kind,
         ...(b.mtimeClamp ? { mtimeClamp: b.mtimeClamp, now: b.mtimeClamp } : {}),
       });
-      return { tar, snapshot: entries >= SNAPSHOT_ALONG_ENTRIES };
+      return { tar, index, snapshot: entries >= SNAPSHOT_ALONG_ENTRIES };
     }, `${ins.original} # buildkit`);
     b.o.events({ type: 'done', id, ms: Date.now() - t0 });
   }

@@ -65,7 +65,15 @@ export interface CopyLayerOptions {
   now?: Date;
   /** For messages. Default 'COPY'. */
   instruction?: 'COPY' | 'ADD';
+  /**
+   * Called for each tar entry in the order written (its header before any pax rewriting, and its xattrs), so the
+   * caller can index the layer without parsing the tar back (layer-tree.ts writtenIndexEntry).
+   */
+  onEntry?: WrittenEntry;
 }
+
+/** See CopyLayerOptions.onEntry. `h` is the entry's header as tar-stream takes it; `xattrs` sorted by name. */
+export type WrittenEntry = (h: PackHeader, xattrs: Array<[string, Buffer]>) => void;
 
 /** One source match: a tree to copy or (ADD) an archive to extract. */
 export type CopySource = SourceMatch | ArchiveMatch;
@@ -129,7 +137,7 @@ export function copyLayer(matches: CopySource[][], opts: CopyLayerOptions): Read
   (async () => {
     const plan = await planner.run(matches);
     try {
-      await writePlan(plan.entries, pack, opts.mtimeClamp);
+      await writePlan(plan.entries, pack, opts.mtimeClamp, opts.onEntry);
     } finally {
       await plan.close();
     }
@@ -576,7 +584,7 @@ function fromEntry(e: SourceEntry, lower: boolean): PlannedNode {
 // ---- writing ----
 
 
-export async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp: Date | undefined): Promise<void> {
+export async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp: Date | undefined, onEntry?: WrittenEntry): Promise<void> {
   const clampS = clamp === undefined ? MAX_MTIME_S : Math.min(MAX_MTIME_S, Math.floor(clamp.getTime() / 1000));
   const mtime = (ms: number): Date => new Date(Math.max(0, Math.min(Math.floor(ms / 1000), clampS)) * 1000);
   for (const { path, node } of entries) {
@@ -592,15 +600,20 @@ export async function writePlan(entries: CopyPlan['entries'], pack: Pack, clamp:
     if (node.uid > USTAR_MAX_ID || node.gid > USTAR_MAX_ID) h.pax = { uid: String(node.uid), gid: String(node.gid) };
     if (node.type === 'symlink') h.linkname = node.linkname ?? '';
     const xattrs = Object.entries(node.xattrs ?? {}).sort(([a], [b]) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+    if (node.type === 'file') h.size = node.size;
+    onEntry?.({ ...h, ...(h.pax ? { pax: { ...h.pax } } : {}) }, xattrs);
     if (node.type === 'file') {
-      h.size = node.size;
       pushPaxXattrs(pack, h, xattrs);
       await writeFile(pack, h, node, path);
     } else {
       pushPaxXattrs(pack, h, xattrs);
       await put(pack, h);
     }
-    if (node.opaque) await put(pack, { name: `${path}/${OPAQUE}`, type: 'file', mode: S_IFREG, uid: 0, gid: 0, mtime: mtime(node.mtimeMs) });
+    if (node.opaque) {
+      const marker: PackHeader = { name: `${path}/${OPAQUE}`, type: 'file', mode: S_IFREG, uid: 0, gid: 0, mtime: mtime(node.mtimeMs) };
+      onEntry?.({ ...marker, size: 0 }, []);
+      await put(pack, marker);
+    }
   }
 }
 

@@ -600,6 +600,19 @@ export async function indexTar(tar: Readable, where: string): Promise<IndexEntry
   return entries;
 }
 
+/**
+ * The index entry of a tar entry this process writes (copy-layer.ts onEntry: the header as given to the tar writer,
+ * before pax rewriting, and the raw xattrs), as indexTar() would read it back from the tar; `n` is its ordinal.
+ */
+export function writtenIndexEntry(h: TarHeader, xattrs: Array<[string, Buffer]>, n: number, where: string): IndexEntry | undefined {
+  const e = indexEntry(h, n, where);
+  if (e !== undefined && (e.t === 'f' || e.t === 'd' || e.t === 's') && xattrs.length > 0) {
+    e.x = {};
+    for (const [k, v] of xattrs) e.x[k] = v.toString('base64');
+  }
+  return e;
+}
+
 /** Saves an index made by indexTar() in `cacheDir` (as loadIndex() does), for the layer `diffID`. */
 export async function saveIndex(cacheDir: string, diffID: string, entries: IndexEntry[]): Promise<void> {
   const { hex } = parseDigest(diffID, 'diff_id');
