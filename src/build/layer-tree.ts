@@ -619,7 +619,11 @@ export async function saveIndex(cacheDir: string, diffID: string, entries: Index
   await writeIndex(path.join(cacheDir, `${hex}.json`), { v: INDEX_VERSION, diffID, entries });
 }
 
-/** Temp file and rename: readers see the whole index or none. */
+/**
+ * Temp file and rename: readers see the whole index or none. Not synced: it is a cache, and what a crash can leave
+ * (an empty or cut-off file) does not parse, so loadIndex() builds it again; a sync here waited behind every dirty
+ * page of the store's filesystem (a build's new snapshots) on the way to the next step.
+ */
 async function writeIndex(file: string, ix: LayerIndex): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const tmp = `${file}.${process.pid}-${Math.random().toString(36).slice(2)}.tmp`;
@@ -627,7 +631,6 @@ async function writeIndex(file: string, ix: LayerIndex): Promise<void> {
     const fh = await open(tmp, 'wx', 0o644);
     try {
       await fh.writeFile(JSON.stringify(ix));
-      await fh.sync();
     } finally {
       await fh.close();
     }
