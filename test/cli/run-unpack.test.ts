@@ -195,6 +195,24 @@ describe('hoist copy into the local store, rootless', { skip }, () => {
     await assertClean(store);
   });
 
+  test('an image file the user cannot read from outside (a 0700 directory of container uid 1000): the helper runs it', async () => {
+    const store = await newStore();
+    const priv = await busyboxDerived(layout, 'private', [await rawLayerTar([
+      { name: 'opt/', type: 'directory' },
+      { name: 'opt/private/', type: 'directory', mode: 0o700, uid: 1000, gid: 1000 },
+      { name: 'opt/private/run.sh', content: '#!/bin/sh\necho private ran as $(id -u)\n', mode: 0o755, uid: 1000, gid: 1000 },
+    ])], { User: '1000:1000' });
+    await ok(hoistAs(user!, store, ['copy', '-q', priv.ref, 'private']));
+    const r = await ok(hoistAs(user!, store, ['--debug', 'run', '--rm', 'private', '/opt/private/run.sh']));
+    assert.equal(r.stdout, 'private ran as 1000\n');
+    assert.match(r.stderr, /fast path not taken: .*EACCES/, 'the outer process could look inside the private directory');
+    assert.doesNotMatch(r.stderr, /no helper needed/);
+    // The same image's public files still go the fast way.
+    const pub = await ok(hoistAs(user!, store, ['--debug', 'run', '--rm', '-u', '0', 'private', 'true']));
+    assert.match(pub.stderr, /no helper needed/);
+    await assertClean(store);
+  });
+
   test('prune removes the unpacked layers no image uses, but none while a container runs', async () => {
     const store = await newStore();
     await ok(hoistAs(user!, store, ['copy', '-q', img.ref, 'owned']));
