@@ -31,22 +31,30 @@ export default async function prune(g: GlobalOptions, flags: PruneFlags): Promis
 async function pruneUnpacked(g: GlobalOptions, store: Store, keep: Set<string>): Promise<string> {
   const { pruneSnapshots } = await import('../../src/store/snapshot-gc.ts');
   const { Containers } = await import('../../src/runtime/containers.ts');
+  const { pidAlive } = await import('../../src/store/lock.ts');
+  const { detectHost, usernsMode } = await import('../../src/runtime/host.ts');
+  const { launch } = await import('../../src/runtime/launch.ts');
+  const host = detectHost();
+  const remove = (dir: string): Promise<number> => launch({
+    op: 'remove', storeRoot: store.root, containerDir: dir, id: path.basename(dir), layers: [],
+    process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
+    runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
+  }, { host, mode: usernsMode(host, undefined, () => {}), stdin: false }).exit.catch(() => 125);
   const containers = new Containers(store.root);
+  // What a killed `hoist run --rm` left: its hoist process is gone, so nothing else will remove it.
+  let leftovers = 0;
+  for (const c of containers.list()) {
+    if (!c.autoRemove || c.state === 'running' || (c.pid !== undefined && pidAlive(c.pid))) continue;
+    if (await remove(containers.containerDir(c.id)) === 0) leftovers++;
+  }
+  const left = leftovers > 0 ? `${leftovers} container(s) a killed run --rm left removed; ` : '';
   const res = await pruneSnapshots(store.root, store.layout, {
     keep,
     containerRunning: () => containers.list().some((c) => c.state === 'running'),
   });
-  if (res.skipped !== undefined) return `unpacked layers left as they are (${res.skipped})`;
-  if (res.trash !== undefined) {
-    const { detectHost, usernsMode } = await import('../../src/runtime/host.ts');
-    const { launch } = await import('../../src/runtime/launch.ts');
-    const host = detectHost();
-    const code = await launch({
-      op: 'remove', storeRoot: store.root, containerDir: res.trash, id: path.basename(res.trash), layers: [],
-      process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
-      runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
-    }, { host, mode: usernsMode(host, undefined, () => {}), stdin: false }).exit.catch(() => 125);
-    if (code !== 0) return `${res.moved} unpacked layer(s) moved to ${res.trash} but not removed; run hoist prune again`;
+  if (res.skipped !== undefined) return `${left}unpacked layers left as they are (${res.skipped})`;
+  if (res.trash !== undefined && await remove(res.trash) !== 0) {
+    return `${left}${res.moved} unpacked layer(s) moved to ${res.trash} but not removed; run hoist prune again`;
   }
-  return `${res.moved} unpacked layer(s) removed`;
+  return `${left}${res.moved} unpacked layer(s) removed`;
 }

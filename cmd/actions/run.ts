@@ -110,7 +110,10 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
   const hostname = flags.hostname ?? id.slice(0, 12);
   // Before the record exists: a config error (no command, relative -w) leaves nothing behind.
   const cfg = runConfig(img.config.config, { ...req, hostname }, process.env);
-  const rec = containers.create({ id, ...(flags.name !== undefined ? { name: flags.name } : {}), image: imageArg, imageDigest: img.digest, command: cfg.args });
+  const rec = containers.create({
+    id, ...(flags.name !== undefined ? { name: flags.name } : {}), image: imageArg, imageDigest: img.digest, command: cfg.args,
+    pid: process.pid, ...(flags.rm ? { autoRemove: true } : {}),
+  });
 
   const dir = containers.containerDir(rec.id);
   const request: LaunchRequest = {

@@ -23,6 +23,8 @@ export interface ContainerRecord {
   state: 'created' | 'running' | 'exited';
   exitCode?: number;
   finishedAt?: string;
+  /** `run --rm`: its files go when it ends; left behind only if hoist was killed, then `hoist prune` removes them. */
+  autoRemove?: boolean;
 }
 
 const RECORD = 'hoist.json';

@@ -279,6 +279,14 @@ describe('stdin, terminal and signals', { skip, concurrency: true }, () => {
         await new Promise((r) => setTimeout(r, 100));
       }
       assert.deepEqual(left, [], 'the container kept running after hoist was killed');
+      // Its files stay (nothing was left to remove them): ps -a shows it exited, and prune removes it.
+      const list = JSON.parse((await ok(['ps', '-a', '--format', 'json'])).stdout) as { Id: string; State: string; Command: string[] }[];
+      const killed = list.find((c) => c.Command.join(' ').includes('sleep 4713'));
+      assert.ok(killed, `ps -a does not list the killed container:\n${JSON.stringify(list)}`);
+      assert.equal(killed.State, 'exited');
+      const pruned = await ok(['prune']);
+      assert.match(pruned.stderr, /[1-9]\d* container\(s\) a killed run --rm left removed; /);
+      await assert.rejects(stat(path.join(root, 'containers', killed.Id)), { code: 'ENOENT' });
     } finally {
       await bg.stop();
     }
