@@ -32,10 +32,10 @@ import { closeSync, openSync, writeSync } from 'node:fs';
 import { mkdir, mkdtemp, open, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, Transform, type Readable } from 'node:stream';
-import { extract as tarExtract, type Header } from 'tar-stream';
 import { HoistError, isErrno, isHoistError } from '../errors.ts';
 import { autoDecompress } from '../layer/compression.ts';
-import { isOverlayXattr, keepRawPaxXattrs, tarXattrs } from '../layer/xattrs.ts';
+import { forEachTarEntry, type EntryBody, type TarHeader } from '../layer/tar-entries.ts';
+import { isOverlayXattr, tarXattrs } from '../layer/xattrs.ts';
 import { DigestMismatchError, Digester, parseDigest } from '../oci/digest.ts';
 import type { Descriptor } from '../oci/types.ts';
 import type { OciLayout } from '../store/layout.ts';
@@ -655,7 +655,7 @@ async function buildIndex(layout: OciLayout, desc: Descriptor, diffID: string): 
   return { v: INDEX_VERSION, diffID, entries };
 }
 
-export type TarHeader = Omit<Header, 'pax'> & { pax?: Record<string, string> | null };
+export type { EntryBody, TarHeader } from '../layer/tar-entries.ts';
 
 function indexEntry(h: TarHeader, n: number, where: string): IndexEntry | undefined {
   const name = h.name;
@@ -741,8 +741,6 @@ function paxTimeMs(v: string | undefined): number | undefined {
 // ---------------------------------------------------------------------------------------------------------------
 // Streaming a layer blob's tar.
 
-export type EntryBody = AsyncIterable<unknown> & { resume(): unknown };
-
 /**
  * Reads a (possibly compressed) layer blob as a tar, calling `onEntry` with each entry's header, body and ordinal;
  * `onEntry` returning true stops the read there (the blob is closed). `hasher` sees every uncompressed byte (only
@@ -750,15 +748,7 @@ export type EntryBody = AsyncIterable<unknown> & { resume(): unknown };
  */
 export async function walkTar(blob: Readable, where: string, onEntry: (h: TarHeader, body: EntryBody, n: number) => Promise<boolean>,
   hasher?: Digester): Promise<void> {
-  const extract = tarExtract();
-  keepRawPaxXattrs(extract);
-  // The first error of the blob, the decompressor or the tar parser: an entry whose body breaks off fails with some
-  // secondary error; this one says why.
-  let streamError: unknown;
-  const fail = (e: unknown): void => {
-    streamError ??= e;
-    extract.destroy(e as Error);
-  };
+  // The blob's and the decompressor's errors reach forEachTarEntry through the pipeline's last stream.
   const stages: NodeJS.ReadWriteStream[] = [autoDecompress(where)];
   if (hasher !== undefined) {
     stages.push(new Transform({
@@ -768,51 +758,15 @@ export async function walkTar(blob: Readable, where: string, onEntry: (h: TarHea
       },
     }));
   }
-  // tar-stream's extract is a streamx stream, which Node's pipeline does not track: piped into, as unpack.ts does.
-  const tail = pipeline([blob, ...stages] as unknown as [Readable, NodeJS.ReadWriteStream], (e) => {
-    if (e) fail(e);
-  }) as unknown as Readable;
-  extract.on('error', (e: unknown) => {
-    streamError ??= e;
-  });
-  tail.pipe(extract as unknown as NodeJS.WritableStream);
-  const layerError = (e: unknown): unknown => {
+  const tail = pipeline([blob, ...stages] as unknown as [Readable, NodeJS.ReadWriteStream], () => {}) as unknown as Readable;
+  const badTar = (e: unknown): unknown => {
     if (isHoistError(e)) return e;
     return new HoistError('BAD_LAYER', `${where}: not a valid tar stream (${(e as Error).message}); the layer is damaged or truncated`, { cause: e });
   };
-  const entries = (extract as unknown as AsyncIterable<EntryBody & { header: TarHeader }>)[Symbol.asyncIterator]();
-  let n = 0;
-  let completed = false;
   try {
-    for (;;) {
-      let next: IteratorResult<EntryBody & { header: TarHeader }>;
-      try {
-        next = await entries.next();
-      } catch (e) {
-        throw layerError(streamError ?? e);
-      }
-      if (next.done) break;
-      const entry = next.value;
-      let stop: boolean;
-      try {
-        stop = await onEntry(entry.header, entry, n++);
-      } catch (e) {
-        throw streamError === undefined ? e : layerError(streamError);
-      } finally {
-        entry.resume();
-      }
-      if (stop) return;
-    }
-    if (streamError !== undefined) throw layerError(streamError);
-    completed = true;
+    await forEachTarEntry(tail, onEntry, badTar);
   } finally {
-    if (!completed) {
-      // Stopped early or failed: close the blob and drop the parser without waiting for the rest.
-      tail.unpipe(extract as unknown as NodeJS.WritableStream);
-      blob.destroy();
-      extract.destroy();
-      await entries.return?.();
-    }
+    blob.destroy(); // read to its end already, or given up on: either way closed now
   }
 }
 

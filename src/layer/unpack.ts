@@ -52,10 +52,10 @@ import { execFileSync } from 'node:child_process';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { extract as tarExtract, type Header } from 'tar-stream';
 import { setAttributeSync } from '@napi-rs/xattr';
 import { HoistError, isErrno, isHoistError } from '../errors.ts';
-import { isOverlayXattr, keepRawPaxXattrs, tarXattrs, xattrErrno } from './xattrs.ts';
+import { forEachTarEntry, type EntryBody, type TarHeader } from './tar-entries.ts';
+import { isOverlayXattr, tarXattrs, xattrErrno } from './xattrs.ts';
 
 export interface UnpackOptions {
   /**
@@ -96,9 +96,6 @@ const MKNOD = '/usr/bin/mknod';
 /** Linux's own limit (MAXSYMLINKS) on links followed while resolving one path. */
 const MAX_SYMLINKS = 40;
 
-type TarHeader = Omit<Header, 'pax'> & { pax?: Record<string, string> | null };
-/** A tar entry's body as tar-stream hands it over (a streamx Readable). */
-type EntryBody = AsyncIterable<unknown> & { resume(): unknown };
 
 /** What to restore on a directory once the whole layer is in (children being added change mtimes; modes may forbid writing). */
 interface DirState {
@@ -118,52 +115,16 @@ export async function unpackLayer(stream: Readable, target: string, opts: Unpack
     throw e;
   }
 
-  const extract = tarExtract();
-  keepRawPaxXattrs(extract);
-  const onSourceError = (e: Error): void => {
-    extract.destroy(e);
-  };
-  // The first error of the tar parser or of the source. An entry whose body breaks off fails with some
-  // secondary error (STREAM_DESTROYED); this one says why.
-  let streamError: unknown;
-  extract.on('error', (e: unknown) => {
-    streamError ??= e;
-  });
-  const layerError = (e: unknown): unknown => {
+  const badTar = (e: unknown): unknown => {
     if (isHoistError(e)) return e;
     return new HoistError('BAD_LAYER', `${prefix}layer is not a valid tar stream (${(e as Error).message}); `
       + `the layer is damaged, truncated or still compressed`, { cause: e });
   };
-  stream.on('error', onSourceError);
-  stream.pipe(extract);
-  const entries = extract[Symbol.asyncIterator]();
-  try {
-    for (;;) {
-      let next: IteratorResult<EntryBody & { header: Header }>;
-      try {
-        next = await entries.next();
-      } catch (e) {
-        throw layerError(streamError ?? e);
-      }
-      if (next.done) break;
-      const entry = next.value;
-      try {
-        await unpacker.entry(entry.header as TarHeader, entry);
-      } catch (e) {
-        throw streamError === undefined ? e : layerError(streamError);
-      } finally {
-        entry.resume();
-      }
-    }
-    unpacker.finish();
-  } catch (e) {
-    stream.unpipe(extract);
-    stream.destroy();
-    extract.destroy();
-    throw e;
-  } finally {
-    stream.off('error', onSourceError);
-  }
+  await forEachTarEntry(stream, async (h, body) => {
+    await unpacker.entry(h, body);
+    return false;
+  }, badTar);
+  unpacker.finish();
   return { files: unpacker.files, bytes: unpacker.bytes };
 }
 
