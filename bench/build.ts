@@ -54,7 +54,7 @@ import { changeOneFile, CHANGED_FILE, makeBuildContext, SOURCE_FILES } from './f
 import { awaitUserRun,
   AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool,
   type ToolResult, type ToolRun,
-  hoistBin,
+  hoistBin, storeEnv,
 } from './lib.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -123,17 +123,8 @@ let onScratch = false;
 async function newStore(ctx: Ctx, tool: ToolName): Promise<Store> {
   if (isAborted()) throw new AbortedError();
   const dir = path.join(ctx.work, `${tool[0]}${storeSeq++}`);
-  await mkdir(path.join(dir, 'home'), { recursive: true });
-  await mkdir(path.join(dir, 'xdg'), { mode: 0o700 });
-  await mkdir(path.join(dir, 'tmpfiles'));
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env['PATH'] ?? USER_PATH,
-    HOME: path.join(dir, 'home'),
-    XDG_RUNTIME_DIR: path.join(dir, 'xdg'),
-    LANG: 'C.UTF-8',
-    TMPDIR: path.join(dir, 'tmpfiles'),
-    USER: process.env['USER'],
-    LOGNAME: process.env['LOGNAME'],
+    ...(await storeEnv(dir)),
     ...(tool === 'hoist' ? { HOIST_ROOT: path.join(dir, 'root'), NODE_COMPILE_CACHE: ctx.compileCache } : {}),
     ...(tool === 'buildkit' ? { DOCKER_CONFIG: path.join(dir, 'home', '.docker'), DOCKER_BUILDKIT: '1' } : {}),
   };

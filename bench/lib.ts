@@ -4,6 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { USER_PATH } from '../test/helpers/rootless.ts';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -237,4 +238,23 @@ export async function hoistBin(bin: string): Promise<{ cmd: string; prefix: stri
   const m = /^#!\/usr\/bin\/env -S node((?: \S+)*)$/.exec(first);
   if (!m) throw new Error(`${bin}: first line is not "#!/usr/bin/env -S node …": ${first}`);
   return { cmd: process.execPath, prefix: [...m[1]!.trim().split(' ').filter(Boolean), bin] };
+}
+
+/**
+ * A tool's own home, runtime and temp directories under `dir` (created), and the environment pointing it at them, so
+ * that nothing a run leaves (config, caches, staged blobs: podman stages pulls in $TMPDIR) is shared between stores.
+ */
+export async function storeEnv(dir: string): Promise<NodeJS.ProcessEnv> {
+  await mkdir(path.join(dir, 'home'), { recursive: true });
+  await mkdir(path.join(dir, 'xdg'), { mode: 0o700 });
+  await mkdir(path.join(dir, 'tmpfiles'));
+  return {
+    PATH: process.env['PATH'] ?? USER_PATH,
+    HOME: path.join(dir, 'home'),
+    XDG_RUNTIME_DIR: path.join(dir, 'xdg'),
+    LANG: 'C.UTF-8',
+    TMPDIR: path.join(dir, 'tmpfiles'),
+    USER: process.env['USER'],
+    LOGNAME: process.env['LOGNAME'],
+  };
 }

@@ -52,7 +52,7 @@ import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH,
 import { makeCopyFixture } from './fixture.ts';
 import { awaitUserRun,
   AbortedError, alternateRuns, fmt, installSignalHandlers, isAborted, median, medianCell, mib, onCleanup, dropCleanup, runCleanups, runTool, type ToolResult, type ToolRun,
-  hoistBin,
+  hoistBin, storeEnv,
 } from './lib.ts';
 
 const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -178,18 +178,8 @@ async function stopStrays(dir: string): Promise<void> {
 async function newStore(ctx: Ctx, tool: ToolName, name: string): Promise<Store> {
   if (isAborted()) throw new AbortedError();
   const dir = path.join(ctx.work, name);
-  await mkdir(path.join(dir, 'home'), { recursive: true });
-  await mkdir(path.join(dir, 'xdg'), { mode: 0o700 });
-  await mkdir(path.join(dir, 'tmpfiles'));
   const env: NodeJS.ProcessEnv = {
-    PATH: process.env['PATH'] ?? USER_PATH,
-    HOME: path.join(dir, 'home'),
-    XDG_RUNTIME_DIR: path.join(dir, 'xdg'),
-    LANG: 'C.UTF-8',
-    // Temp files (podman stages pulled blobs in $TMPDIR, default /var/tmp) stay inside the store.
-    TMPDIR: path.join(dir, 'tmpfiles'),
-    USER: process.env['USER'],
-    LOGNAME: process.env['LOGNAME'],
+    ...(await storeEnv(dir)),
     ...(tool === 'hoist' ? { HOIST_ROOT: path.join(dir, 'root'), NODE_COMPILE_CACHE: ctx.compileCache } : {}),
   };
   const destroy = async (): Promise<void> => {
