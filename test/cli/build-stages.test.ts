@@ -16,7 +16,7 @@ import { extract as tarExtract } from 'tar-stream';
 import { makeBusyboxImage } from '../../testdata/make-busybox.ts';
 import { ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, userTempDir, type RunAsOptions, type UserTempDir } from '../helpers/rootless.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
-import { run, type RunResult } from '../helpers/run.ts';
+import { run, show, type RunResult } from '../helpers/run.ts';
 
 const skip = rootlessSkipReason();
 const user = ciUser();
@@ -25,7 +25,6 @@ let tmp: UserTempDir;
 let root: string;
 
 const hoist = (args: string[], opts: RunAsOptions = {}): Promise<RunResult> => hoistAs(user!, root, args, opts);
-const show = (r: RunResult): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 async function ok(args: string[], opts: RunAsOptions = {}): Promise<RunResult> {
   const r = await hoist(args, opts);
   assert.equal(r.code, 0, show(r));

@@ -19,7 +19,7 @@ import { extract as tarExtract, pack as tarPack } from 'tar-stream';
 import { makeLayerTar } from '../helpers/make-image.ts';
 import { busyboxDerived } from '../helpers/run-images.ts';
 import { ciUser, hoistAs, hostIds, mkdirFor, REPO_ROOT, rootlessSkipReason, runAs, userTempDir, type UserTempDir } from '../helpers/rootless.ts';
-import type { RunResult } from '../helpers/run.ts';
+import { show, type RunResult } from '../helpers/run.ts';
 import { makeBusyboxImage } from '../../testdata/make-busybox.ts';
 import { hostPlatform } from '../../src/oci/platform.ts';
 import { readAll } from '../../src/util/stream.ts';
@@ -40,7 +40,6 @@ interface HoistOpts {
   env?: Record<string, string | undefined>;
   store?: string;
 }
-const show = (r: RunResult): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 const hoist = (args: string[], o: HoistOpts = {}): Promise<RunResult> =>
   hoistAs(user!, o.store ?? root, args, { ...(o.input !== undefined ? { input: o.input } : {}), ...(o.env ? { env: o.env } : {}) });
 async function ok(args: string[], o: HoistOpts = {}): Promise<RunResult> {

@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { hoist, ok, type RunResult } from '../helpers/run.ts';
+import { hoist, ok, show, type RunResult } from '../helpers/run.ts';
 import { makeImage, type MadeImage } from '../helpers/make-image.ts';
 import { startRegistry, type TestRegistry } from '../helpers/registry.ts';
 import { makeBusyboxImage } from '../../testdata/make-busybox.ts';
@@ -37,7 +37,6 @@ function h(args: string[], env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   return hoist(root, args, { env: { COSIGN_PASSWORD: 'pw', HOME: empty, HOIST_POLICY_ROOT: empty, ...env } });
 }
 
-const show = (r: RunResult): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 
 /** Failed with exit `code` and said why in exactly one `hoist: …` line matching `re`. */
 function refused(r: RunResult, re: RegExp, code = 1): void {

@@ -17,7 +17,7 @@ import {
   assertCheckoutReadable, ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, userTempDir, type UserTempDir, rootfulSkipReason, noSubUser,
 } from '../helpers/rootless.ts';
 import { busyboxDerived, LIST_TREE, normalizeTree, rawLayerTar } from '../helpers/run-images.ts';
-import { hoist as hoistAsMe, run, type RunResult } from '../helpers/run.ts';
+import { hoist as hoistAsMe, run, oneLine, show, type RunResult } from '../helpers/run.ts';
 import { makeBusyboxImage } from '../../testdata/make-busybox.ts';
 
 const user = ciUser();
@@ -37,16 +37,10 @@ let whiteoutLayout: string | undefined;
 let dockerfileLayout: string | undefined;
 
 const hoist = (args: string[]): Promise<RunResult> => hoistAs(user!, root, args);
-const show = (r: RunResult): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 async function ok(p: Promise<RunResult>): Promise<RunResult> {
   const r = await p;
   assert.equal(r.code, 0, show(r));
   return r;
-}
-function oneLine(r: RunResult, code: number, re: RegExp): void {
-  assert.equal(r.code, code, show(r));
-  assert.match(r.stderr, /^hoist: [^\n]+\n$/, `expected one hoist: line on stderr\n${show(r)}`);
-  assert.match(r.stderr, re);
 }
 
 /** Host paths the hostile layers aim at; none may exist after the runs. */

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { makeLayerTar } from '../helpers/make-image.ts';
 import { ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, runAs, userTempDir, type UserTempDir } from '../helpers/rootless.ts';
 import { busyboxDerived, hoistInBackground, pidsWithArgv, procIds, shQuote } from '../helpers/run-images.ts';
-import { HOIST, type RunResult } from '../helpers/run.ts';
+import { HOIST, oneLine, show, type RunResult } from '../helpers/run.ts';
 
 const skip = rootlessSkipReason();
 const user = ciUser();
@@ -20,17 +20,10 @@ let root: string;
 let home: string;
 
 const hoist = (args: string[], opts: { input?: string } = {}): Promise<RunResult> => hoistAs(user!, root, args, opts);
-const show = (r: RunResult): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 async function ok(args: string[], opts: { input?: string } = {}): Promise<RunResult> {
   const r = await hoist(args, opts);
   assert.equal(r.code, 0, show(r));
   return r;
-}
-/** hoist failed with `code` and said so in exactly one `hoist: …` line matching `re`. */
-function oneLine(r: RunResult, code: number, re: RegExp): void {
-  assert.equal(r.code, code, show(r));
-  assert.match(r.stderr, /^hoist: [^\n]+\n$/, `expected one hoist: line on stderr\n${show(r)}`);
-  assert.match(r.stderr, re);
 }
 
 const PASSWD = [

@@ -22,7 +22,7 @@ import {
   assertCheckoutReadable, ciUser, hoistAs, hostIds, mkdirFor, rootlessSkipReason, subordinateIds, userTempDir, type UserTempDir, rootfulSkipReason, noSubUser,
 } from '../helpers/rootless.ts';
 import { busyboxDerived, hoistInBackground, rawLayerTar, type DerivedImage } from '../helpers/run-images.ts';
-import { hoist as hoistAsMe, type RunResult } from '../helpers/run.ts';
+import { hoist as hoistAsMe, show, type RunResult } from '../helpers/run.ts';
 
 const user = ciUser();
 const skip = rootlessSkipReason();
@@ -36,7 +36,6 @@ let layout: string;
 let img: DerivedImage;
 let stores = 0;
 
-const show = (r: RunResult): string => `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
 async function ok(p: Promise<RunResult>): Promise<RunResult> {
   const r = await p;
   assert.equal(r.code, 0, show(r));

@@ -1,4 +1,5 @@
 /** Runs hoist (and peer tools) as real processes for CLI-level tests. */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
@@ -33,9 +34,21 @@ export function hoist(root: string, args: string[], opts: { env?: NodeJS.Process
   return run(process.execPath, ['--', HOIST, ...args], { env: { ...process.env, HOIST_ROOT: root, ...opts.env }, input: opts.input });
 }
 
+/** A result as an assertion message shows it. */
+export function show(r: RunResult): string {
+  return `exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`;
+}
+
 /** Fails with the command's output when it did not exit 0. */
 export async function ok(p: Promise<RunResult>): Promise<RunResult> {
   const r = await p;
-  if (r.code !== 0) throw new Error(`exit ${r.code}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`);
+  if (r.code !== 0) throw new Error(show(r));
   return r;
+}
+
+/** hoist failed with `code` and said so in exactly one `hoist: …` line matching `re`. */
+export function oneLine(r: RunResult, code: number, re: RegExp): void {
+  assert.equal(r.code, code, show(r));
+  assert.match(r.stderr, /^hoist: [^\n]+\n$/, `expected one hoist: line on stderr\n${show(r)}`);
+  assert.match(r.stderr, re);
 }
