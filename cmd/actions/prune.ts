@@ -4,7 +4,6 @@ import { Store } from '../../src/store/store.ts';
 import { prune as pruneLayout } from '../../src/store/prune.ts';
 import { parseDuration, trimBuildCache } from '../../src/store/build-cache.ts';
 import { formatBytes } from '../progress.ts';
-import path from 'node:path';
 
 interface PruneFlags {
   buildCache?: boolean;
@@ -33,13 +32,10 @@ async function pruneUnpacked(g: GlobalOptions, store: Store, keep: Set<string>):
   const { Containers } = await import('../../src/runtime/containers.ts');
   const { pidAlive } = await import('../../src/store/lock.ts');
   const { detectHost, usernsMode } = await import('../../src/runtime/host.ts');
-  const { launch } = await import('../../src/runtime/launch.ts');
+  const { removeInNamespace } = await import('../../src/runtime/launch.ts');
   const host = detectHost();
-  const remove = (dir: string): Promise<number> => launch({
-    op: 'remove', storeRoot: store.root, containerDir: dir, id: path.basename(dir), layers: [],
-    process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
-    runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
-  }, { host, mode: usernsMode(host, undefined, () => {}), stdin: false }).exit.catch(() => 125);
+  const ns = { host, mode: usernsMode(host, undefined, () => {}), debug: g.debug };
+  const remove = (dir: string): Promise<number> => removeInNamespace(store.root, dir, ns).catch(() => 125);
   const containers = new Containers(store.root);
   // What a killed `hoist run --rm` left: its hoist process is gone, so nothing else will remove it.
   let leftovers = 0;

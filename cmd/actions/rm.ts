@@ -4,7 +4,7 @@ import { HoistError, isHoistError } from '../../src/errors.ts';
 import { storeRoot } from '../../src/store/root.ts';
 import { Containers } from '../../src/runtime/containers.ts';
 import { detectHost, usernsMode } from '../../src/runtime/host.ts';
-import { launch } from '../../src/runtime/launch.ts';
+import { removeInNamespace } from '../../src/runtime/launch.ts';
 
 interface RmFlags {
   force?: boolean;
@@ -23,11 +23,7 @@ export default async function rm(g: GlobalOptions, names: string[], flags: RmFla
         if (!flags.force) throw new HoistError('RUNNING', `container ${rec.name} is running; stop it first or use hoist rm -f`, { exitCode: 125 });
         if (rec.pid !== undefined) await killContainer(rec.pid);
       }
-      const code = await launch({
-        op: 'remove', storeRoot: root, containerDir: containers.containerDir(rec.id), id: rec.id, layers: [],
-        process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
-        runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: g.debug,
-      }, { host, mode, stdin: false }).exit;
+      const code = await removeInNamespace(root, containers.containerDir(rec.id), { host, mode, debug: g.debug });
       if (code !== 0) throw new HoistError('RM_FAILED', `could not remove the files of container ${rec.name} (${containers.containerDir(rec.id)})`, { exitCode: 125 });
       process.stdout.write(`${rec.id}\n`);
     } catch (e) {

@@ -15,7 +15,7 @@ import { isErrno, isHoistError } from '../errors.ts';
 import { Snapshots } from '../store/snapshots.ts';
 import { writeBundle } from './bundle.ts';
 import { namespaceArgv } from './host.ts';
-import { childOf, innerRequest, launch, startInNamespace, type LaunchOptions, type LaunchRequest } from './launch.ts';
+import { childOf, innerRequest, removeInNamespace, startInNamespace, type LaunchOptions, type LaunchRequest } from './launch.ts';
 import { overlayOptions } from './overlay-options.ts';
 import { layeredRoot, type XattrReader } from './root-files.ts';
 import { passRuntimeStderr, runtimeFailure, runtimeRunArgs, runtimeStartError } from './runtime-log.ts';
@@ -131,7 +131,7 @@ async function removeContainerFiles(request: LaunchRequest, opts: LaunchOptions,
     if (!isErrno(e, 'EACCES') && !isErrno(e, 'EPERM') && !isErrno(e, 'ENOTEMPTY')) throw e;
     debug(`removing the container's files from inside the namespace (${(e as Error).message})`);
   }
-  await launch({ ...request, op: 'remove', layers: [] }, { ...opts, stdin: false, output: 'inherit' }).exit;
+  await removeInNamespace(request.storeRoot, request.containerDir, { host: opts.host, mode: opts.mode, debug: request.debug });
 }
 
 /** chmod 0700 on `dir` and every directory under it, each before it is read. */

@@ -61,6 +61,19 @@ export function launch(request: LaunchRequest, opts: LaunchOptions): Launched {
   };
 }
 
+/**
+ * Removes `dir` (a container's or step's directory, a trash of snapshots) from inside the user namespace, where files
+ * of subordinate ids can be deleted; an overlay still mounted at `dir/rootfs` is unmounted first. Gives the helper's
+ * exit status (0: removed).
+ */
+export function removeInNamespace(storeRoot: string, dir: string, opts: Pick<LaunchOptions, 'host' | 'mode'> & { debug: boolean }): Promise<number> {
+  return launch({
+    op: 'remove', storeRoot, containerDir: dir, id: path.basename(dir), layers: [],
+    process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
+    runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: opts.debug,
+  }, { host: opts.host, mode: opts.mode, stdin: false }).exit;
+}
+
 /** The request with what follows from the host and the namespace mode. */
 export function innerRequest(request: LaunchRequest, opts: Pick<LaunchOptions, 'host' | 'mode'>): InnerRequest {
   return {

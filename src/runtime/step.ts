@@ -13,7 +13,7 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { newContainerId } from './containers.ts';
 import { detectHost, usernsMode } from './host.ts';
-import { launch } from './launch.ts';
+import { launch, removeInNamespace } from './launch.ts';
 import { pickRuntime } from './oci-runtime.ts';
 import type { LayerRef, NetworkMode } from './request.ts';
 import type { Mount } from './spec.ts';
@@ -95,7 +95,7 @@ export function runStep(o: StepOptions): StepRun {
     try {
       if (diffID !== undefined && await adoptSnapshot(o.storeRoot, upper, diffID)) return;
       // The upper dir may hold files of subordinate ids that only the namespace can delete.
-      await rm(upper, { recursive: true, force: true }).catch(() => removeInNamespace(o, host, mode, dir, id));
+      await rm(upper, { recursive: true, force: true }).catch(() => removeInNamespace(o.storeRoot, dir, { host, mode, debug: o.debug ?? false }));
     } finally {
       await rmdir(dir).catch(() => rm(dir, { recursive: true, force: true })).catch(() => {});
     }
@@ -166,13 +166,4 @@ export function snapshotWriter(o: { storeRoot: string; debug?: boolean; runtime?
   }).finally(() => rm(dir, { recursive: true, force: true }).catch(() => {}));
   done.catch(() => {});
   return { input: launched.input!, done };
-}
-
-/** Removes a step directory from inside the user namespace (files of subordinate ids). */
-async function removeInNamespace(o: StepOptions, host: ReturnType<typeof detectHost>, mode: ReturnType<typeof usernsMode>, dir: string, id: string): Promise<void> {
-  await launch({
-    op: 'remove', storeRoot: o.storeRoot, containerDir: dir, id, layers: [],
-    process: { args: [], env: [], cwd: '/', terminal: false, hostname: '' }, network: 'host', mounts: [],
-    runtime: '', rootfs: 'auto', diff: false, removeAfter: true, debug: o.debug ?? false,
-  }, { host, mode, stdin: false }).exit;
 }
