@@ -55,57 +55,14 @@ async function main(): Promise<number> {
   return runContainer(req);
 }
 
-/**
- * Unpacks the uncompressed layer tar on stdin into a new snapshot, named by the digest of what was read (the layer's
- * diffID), as Snapshots.ensure() would have unpacked it from the stored blob: in a `.tmp-` directory first, renamed
- * into place at the end; when that snapshot exists already, this copy is removed. Gives the diffID.
- */
+/** Unpacks the uncompressed layer tar on stdin into a new snapshot named by its digest (Snapshots.unpack). Gives the diffID. */
 async function snapshotFromStdin(req: InnerRequest): Promise<string> {
-  const { Snapshots, SNAPSHOT_TMP_PREFIX } = await import('../store/snapshots.ts');
-  const { unpackLayer, removeTree } = await import('../layer/unpack.ts');
-  const { Digester } = await import('../oci/digest.ts');
-  const { mkdtemp, rename } = await import('node:fs/promises');
-  const { Transform } = await import('node:stream');
-  const snaps = new Snapshots(req.storeRoot);
-  mkdirSync(snaps.root, { recursive: true, mode: 0o700 });
-  const tmp = await mkdtemp(path.join(snaps.root, `${SNAPSHOT_TMP_PREFIX}stream-${process.pid}-`));
-  let kept = false;
-  try {
-    const digester = new Digester();
-    let hashedToEnd = false;
-    const hashing = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        digester.update(chunk);
-        cb(null, chunk);
-      },
-      flush(cb) {
-        hashedToEnd = true;
-        cb();
-      },
-    });
-    process.stdin.on('error', (e) => hashing.destroy(e));
-    process.stdin.pipe(hashing);
-    await unpackLayer(hashing, path.join(tmp, 'fs'), {
-      whiteouts: 'keep-as-overlay',
-      opaqueXattrs: req.hostRoot ? ['trusted.overlay.opaque', 'user.overlay.opaque'] : ['user.overlay.opaque'],
-      where: 'build layer',
-    });
-    // tar-stream reads its input to the end, as Snapshots.ensure() relies on too: the digest covers every byte.
-    if (!hashedToEnd) throw new HoistError('BAD_LAYER', 'build layer: the layer tar was not read to its end; cannot name its snapshot');
-    const diffID = digester.digest();
-    const final = path.dirname(snaps.dir(diffID));
-    if (!snaps.has(diffID)) {
-      try {
-        await rename(tmp, final);
-        kept = true;
-      } catch {
-        // Made by another process meanwhile: that one is used.
-      }
-    }
-    return diffID;
-  } finally {
-    if (!kept) await removeTree(tmp).catch(() => {});
-  }
+  const { Snapshots } = await import('../store/snapshots.ts');
+  return new Snapshots(req.storeRoot).unpack(process.stdin, {
+    whiteouts: 'keep-as-overlay',
+    opaqueXattrs: req.hostRoot ? ['trusted.overlay.opaque', 'user.overlay.opaque'] : ['user.overlay.opaque'],
+    where: 'build layer',
+  });
 }
 
 /** Removes a container's directory; inside the namespace because its upper dir holds files of subordinate ids. */

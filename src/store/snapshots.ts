@@ -58,17 +58,24 @@ export class Snapshots {
    * `opts` default to whiteouts kept as overlay markers. Safe to call from several processes at once.
    */
   async ensure(diffID: string, open: () => Promise<Readable>, opts: UnpackOptions = {}): Promise<string> {
-    const final = this.#base(diffID);
-    const dir = path.join(final, FS_DIR);
+    const dir = this.dir(diffID);
     if (this.has(diffID)) return dir;
-    const { algorithm } = parseDigest(diffID, 'layer diffID');
+    await this.unpack(await open(), { whiteouts: 'keep-as-overlay', where: `layer ${diffID}`, ...opts }, diffID, `layer ${diffID}`);
+    return dir;
+  }
 
+  /**
+   * Unpacks the uncompressed layer tar `source` into a new snapshot named by the digest of what was read (its diffID,
+   * which must be `expected` when given: DIGEST_MISMATCH otherwise, nothing kept), in a `.tmp-` directory first,
+   * renamed into place at the end. When that snapshot exists already (another process made it meanwhile), that one
+   * is used and this copy removed. Gives the diffID. `where` names the layer in this method's own errors.
+   */
+  async unpack(source: Readable, opts: UnpackOptions, expected?: string, where = opts.where ?? 'layer'): Promise<string> {
+    const digester = new Digester(expected === undefined ? undefined : parseDigest(expected, 'layer diffID').algorithm);
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const tmp = await mkdtemp(path.join(this.root, `${SNAPSHOT_TMP_PREFIX}${process.pid}-`));
     let kept = false;
     try {
-      const source = await open();
-      const digester = new Digester(algorithm);
       let hashedToEnd = false;
       const hashing = new Transform({
         transform(chunk: Buffer, _enc, cb: TransformCallback) {
@@ -88,26 +95,27 @@ export class Snapshots {
         sourceError ??= e;
       });
       pipeline(source, hashing, () => {});
-      const where = `layer ${diffID}`;
       try {
         const { unpackLayer } = await import('../layer/unpack.ts');
-        await unpackLayer(hashing, path.join(tmp, FS_DIR), { whiteouts: 'keep-as-overlay', where, ...opts });
+        await unpackLayer(hashing, path.join(tmp, FS_DIR), opts);
       } catch (e) {
         throw sourceError ?? e;
       }
       // tar-stream reads its input to the end (trailing garbage is an error), so this holds unless that changes.
-      if (!hashedToEnd) throw new HoistError('BAD_LAYER', `${where}: the layer tar was not read to its end; cannot verify it`);
+      if (!hashedToEnd) {
+        throw new HoistError('BAD_LAYER', `${where}: the layer tar was not read to its end; cannot ${expected === undefined ? 'name its snapshot' : 'verify it'}`);
+      }
       const actual = digester.digest();
-      if (actual !== diffID) throw new DigestMismatchError(`${where} (uncompressed)`, diffID, actual);
+      if (expected !== undefined && actual !== expected) throw new DigestMismatchError(`${where} (uncompressed)`, expected, actual);
 
       try {
-        await rename(tmp, final);
+        await rename(tmp, this.#base(actual));
         kept = true;
       } catch (e) {
         // Another process (or call) put the same layer in place first: use that one.
-        if (!(isErrno(e, 'ENOTEMPTY') || isErrno(e, 'EEXIST')) || !this.has(diffID)) throw e;
+        if (!(isErrno(e, 'ENOTEMPTY') || isErrno(e, 'EEXIST')) || !this.has(actual)) throw e;
       }
-      return dir;
+      return actual;
     } finally {
       if (!kept) await (await import('../layer/unpack.ts')).removeTree(tmp);
     }
