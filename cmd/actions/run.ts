@@ -4,16 +4,14 @@
  */
 import type { GlobalOptions } from '../main.ts';
 import { HoistError, isHoistError } from '../../src/errors.ts';
-import { Store } from '../../src/store/store.ts';
+import type { Store } from '../../src/store/store.ts';
 import { storeRoot } from '../../src/store/root.ts';
 import { parsePlatform, hostPlatform } from '../../src/oci/platform.ts';
 import type { Descriptor, Platform } from '../../src/oci/types.ts';
 import { detectHost, usernsMode, type HostInfo, type UsernsMode } from '../../src/runtime/host.ts';
 import { pickRuntime } from '../../src/runtime/oci-runtime.ts';
-import { loadRunImage } from '../../src/runtime/image.ts';
-import { Containers, newContainerId } from '../../src/runtime/containers.ts';
-import { launch, type LaunchOptions, type LaunchRequest } from '../../src/runtime/launch.ts';
-import { fastRun } from '../../src/runtime/fast-run.ts';
+import type { LaunchOptions, LaunchRequest } from '../../src/runtime/launch.ts';
+import { startWaitingNamespace } from '../../src/runtime/waiting-namespace.ts';
 import { parseEnvFile, runConfig } from '../../src/runtime/run-config.ts';
 import { parseTmpfs, parseVolume } from '../../src/runtime/cli-parse.ts';
 import type { NetworkMode, RootfsMode } from '../../src/runtime/request.ts';
@@ -91,7 +89,37 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
   const host = detectHost();
   const mode = usernsMode(host, flags.userns, (m) => process.stderr.write(`hoist: ${m}\n`));
   const runtime = pickRuntime(flags.runtime);
+  // The namespace is made while the rest of this runs (src/runtime/waiting-namespace.ts); the fast path uses it.
+  const rootfs = rootfsMode();
+  const early = rootfs === 'copy' ? undefined : startWaitingNamespace(host, mode, flags.interactive ?? false);
+  try {
+    return await runIn(g, imageArg, command, flags, { network, pull, platform, mounts, envFromFiles, host, mode, runtime, rootfs, early });
+  } finally {
+    await early?.cancel();
+  }
+}
 
+/** What runImage found out from the flags and the host before it started the namespace. */
+interface Prepared {
+  network: NetworkMode;
+  pull: 'missing' | 'always' | 'never';
+  platform: Platform;
+  mounts: LaunchRequest['mounts'];
+  envFromFiles: string[];
+  host: HostInfo;
+  mode: UsernsMode;
+  runtime: string;
+  rootfs: RootfsMode;
+  early: ReturnType<typeof startWaitingNamespace> | undefined;
+}
+
+async function runIn(g: GlobalOptions, imageArg: string, command: string[], flags: RunFlags, p: Prepared): Promise<number> {
+  const { network, pull, platform, mounts, envFromFiles, host, mode, runtime } = p;
+  // Loaded only now: they are most of what `run` loads, and the namespace is being made meanwhile.
+  const [{ Store }, { loadRunImage }, { Containers, newContainerId }, { launch }, { fastRun }] = await Promise.all([
+    import('../../src/store/store.ts'), import('../../src/runtime/image.ts'), import('../../src/runtime/containers.ts'),
+    import('../../src/runtime/launch.ts'), import('../../src/runtime/fast-run.ts'),
+  ]);
   const root = storeRoot(g.root);
   const store = await Store.open(root);
   const top = await findOrPull(store, imageArg, pull, platform, flags, { host, mode, debug: g.debug, globals: g });
@@ -126,7 +154,7 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
     network,
     mounts,
     runtime,
-    rootfs: rootfsMode(),
+    rootfs: p.rootfs,
     diff: false,
     removeAfter: flags.rm ?? false,
     debug: g.debug,
@@ -144,8 +172,12 @@ async function runImage(g: GlobalOptions, imageArg: string, command: string[], f
   };
   // An image already unpacked runs without the namespace helper (src/runtime/fast-run.ts); otherwise, or when the
   // fast path finds it can't mount the overlay, the helper does everything inside the namespace.
-  const fast = await fastRun(request, launchOpts, debug);
-  const code = (fast ? await fast.exit : undefined) ?? await launch(request, launchOpts).exit;
+  const fast = await fastRun(request, launchOpts, debug, p.early);
+  let code = fast ? await fast.exit : undefined;
+  if (code === undefined) {
+    await p.early?.cancel();
+    code = await launch(request, launchOpts).exit;
+  }
   if (flags.rm) await removeRecordDir(dir);
   else containers.write({ ...rec, state: 'exited', exitCode: code, finishedAt: new Date().toISOString() });
   return code;

@@ -19,20 +19,24 @@ import { childOf, innerRequest, removeInNamespace, startInNamespace, type Launch
 import { overlayOptions } from './overlay-options.ts';
 import { layeredRoot, type XattrReader } from './root-files.ts';
 import { passRuntimeStderr, runtimeFailure, runtimeRunArgs, runtimeStartError } from './runtime-log.ts';
+import { shellQuote, type WaitingNamespace } from './waiting-namespace.ts';
 
 /** Where the shell leaves mount's error when the overlay could not be mounted (the caller then runs the helper). */
 const MOUNT_ERROR = 'mount.err';
 
 /**
- * `cd BASE; mount the overlay (volatile first for --rm: see inner.ts mountRootfs) || exit 125; exec runc …`.
- * Positional parameters, so no path is ever parsed by the shell.
+ * `cd BASE; mount the overlay (volatile first for --rm: see inner.ts mountRootfs) || exit 125; exec runc …`, every
+ * word quoted.
  */
-const SCRIPT = (volatile: boolean): string => [
-  'cd "$1" || exit 125',
-  `${volatile ? 'mount -t overlay overlay -o "$2,volatile" "$3" 2>/dev/null || ' : ''}mount -t overlay overlay -o "$2" "$3" 2>"$4" || exit 125`,
-  'shift 4',
-  'exec "$@"',
-].join('\n');
+function script(base: string, options: string, rootfs: string, mountError: string, volatile: boolean, runtime: string[]): string {
+  const q = shellQuote;
+  const mount = (opts: string, err: string): string => `mount -t overlay overlay -o ${q(opts)} ${q(rootfs)} 2>${err}`;
+  return [
+    `cd ${q(base)} || exit 125`,
+    `${volatile ? `${mount(`${options},volatile`, '/dev/null')} || ` : ''}${mount(options, q(mountError))} || exit 125`,
+    `exec ${runtime.map(q).join(' ')}`,
+  ].join('\n');
+}
 
 export interface FastRun {
   /** The exit status; undefined when the overlay could not be mounted and nothing ran (run the helper then). */
@@ -43,7 +47,9 @@ export interface FastRun {
  * Starts the container without the helper, or gives undefined when the fast path does not apply (nothing was
  * started or written then). Throws, as the helper would, for a command that is not there (127) or can't run (126).
  */
-export async function fastRun(request: LaunchRequest, opts: LaunchOptions, debug: (msg: string) => void): Promise<FastRun | undefined> {
+export async function fastRun(
+  request: LaunchRequest, opts: LaunchOptions, debug: (msg: string) => void, early?: WaitingNamespace,
+): Promise<FastRun | undefined> {
   if (request.op !== 'run' || request.diff || request.rootfs === 'copy' || request.layers.length === 0 || opts.stdin === 'pipe') return undefined;
   const req = innerRequest(request, opts);
   const snaps = new Snapshots(req.storeRoot);
@@ -72,12 +78,8 @@ export async function fastRun(request: LaunchRequest, opts: LaunchOptions, debug
   for (const d of [rootfs, upper, work]) mkdirSync(d, { recursive: true });
 
   const { base, options } = overlayOptions(lowers, upper, work, req.rootless);
-  const argv = [
-    ...namespaceArgv(opts.host, opts.mode, { pidNamespace: true }),
-    '/bin/sh', '-c', SCRIPT(req.removeAfter), 'sh', base, options, rootfs, path.join(dir, MOUNT_ERROR),
-    req.runtime, ...runtimeRunArgs(req),
-  ];
-  debug(`snapshots ready; no helper needed: ${argv.join(' ').replace(/\n/g, '; ')}`);
+  const sh = script(base, options, rootfs, path.join(dir, MOUNT_ERROR), req.removeAfter, [req.runtime, ...runtimeRunArgs(req)]);
+  debug(`snapshots ready; no helper needed: ${sh.replace(/\n/g, '; ')}`);
   // Signals go to runc, which passes them on to the container. hoist's "kill it now" (SIGUSR2, from hoist rm -f)
   // is a SIGKILL to the container's first process, runc's child (the calling user owns its namespaces, so may):
   // runc then exits 137 as with `runc kill`. (A SIGKILL to runc itself, PID 1 here, would end everything too, but
@@ -86,7 +88,10 @@ export async function fastRun(request: LaunchRequest, opts: LaunchOptions, debug
     if (sig !== 'SIGUSR2') return void process.kill(runc, sig);
     process.kill(childOf(runc) ?? runc, 'SIGKILL');
   };
-  const { child, exit } = startInNamespace(argv, [opts.stdin ? 'inherit' : 'ignore', 'inherit', 'pipe'], opts.onStart, deliver);
+  const { child, exit } = early
+    ? early.run(sh, opts.onStart, deliver)
+    : startInNamespace([...namespaceArgv(opts.host, opts.mode, { pidNamespace: true }), '/bin/sh', '-c', sh],
+      [opts.stdin ? 'inherit' : 'ignore', 'inherit', 'pipe'], opts.onStart, deliver);
   passRuntimeStderr(child.stderr!);
   return {
     exit: exit.then(async (code) => {

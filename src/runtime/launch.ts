@@ -91,10 +91,32 @@ export function innerRequest(request: LaunchRequest, opts: Pick<LaunchOptions, '
  * a signal.
  */
 export function startInNamespace(
-  argv: string[], stdio: StdioOptions, onStart?: (pid: number) => void,
-  deliver: (sig: NodeJS.Signals, inner: number) => void = (sig, inner) => process.kill(inner, sig),
+  argv: string[], stdio: StdioOptions, onStart?: (pid: number) => void, deliver?: SignalDelivery,
 ): { child: ChildProcess; exit: Promise<number> } {
   const child = spawn(argv[0]!, argv.slice(1), { stdio });
+  const exit = exitOf(child, argv[0]!);
+  child.on('spawn', () => {
+    if (child.pid !== undefined) onStart?.(child.pid);
+  });
+  forwardSignals(child, exit, deliver);
+  return { child, exit };
+}
+
+/** How a signal hoist received reaches the process unshare runs (`inner`). */
+export type SignalDelivery = (sig: NodeJS.Signals, inner: number) => void;
+
+/** The exit status of a namespaceArgv process (`what`: its first word, for the error when it can't start). */
+export function exitOf(child: ChildProcess, what: string): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    child.on('error', (e) => reject(new HoistError('NO_UNSHARE', `cannot start ${what}: ${e.message}; install util-linux`, { exitCode: 125 })));
+    child.on('close', (code, signal) => {
+      resolve(code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0));
+    });
+  });
+}
+
+/** From now until `exit` settles, hoist's SIGINT/SIGTERM/SIGHUP/SIGUSR2 go to the process unshare runs. */
+export function forwardSignals(child: ChildProcess, exit: Promise<number>, deliver: SignalDelivery = (sig, inner) => process.kill(inner, sig)): void {
   const forward = (sig: NodeJS.Signals) => (): void => {
     // The helper is unshare's only child; it forwards on to the OCI runtime, which forwards to the container.
     const inner = childOf(child.pid);
@@ -107,18 +129,10 @@ export function startInNamespace(
   const signals: NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGUSR2'];
   const handlers = signals.map((s) => [s, forward(s)] as const);
   for (const [s, h] of handlers) process.on(s, h);
-
-  const exit = new Promise<number>((resolve, reject) => {
-    child.on('error', (e) => reject(new HoistError('NO_UNSHARE', `cannot start ${argv[0]}: ${e.message}; install util-linux`, { exitCode: 125 })));
-    child.on('spawn', () => {
-      if (child.pid !== undefined) onStart?.(child.pid);
-    });
-    child.on('close', (code, signal) => {
-      for (const [s, h] of handlers) process.off(s, h);
-      resolve(code ?? 128 + (signal ? (os.constants.signals as Record<string, number>)[signal] ?? 0 : 0));
-    });
-  });
-  return { child, exit };
+  const off = (): void => {
+    for (const [s, h] of handlers) process.off(s, h);
+  };
+  exit.then(off, off);
 }
 
 /**

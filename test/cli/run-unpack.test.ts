@@ -180,6 +180,30 @@ describe('hoist copy into the local store, rootless', { skip }, () => {
     await ok(hoistAs(user!, store, ['rm', 'kept']));
   });
 
+  test('a store path with quotes, spaces and a newline: the fast path\'s shell script quotes every word', async () => {
+    const store = path.join(tmp.dir, `it's a "store" $HOME\n\`x\``);
+    await mkdirFor(user!, store);
+    await ok(hoistAs(user!, store, ['copy', '-q', img.ref, 'owned']));
+    const r = await ok(hoistAs(user!, store, ['--debug', 'run', '--rm', 'owned', 'sh', '-c', 'stat -c %u /srv/owned']));
+    assert.equal(r.stdout, '1000\n');
+    assert.match(r.stderr, /no helper needed/, 'the fast path ran it');
+    await assertClean(store);
+  });
+
+  test('a run that fails before its container starts leaves no namespace shell waiting behind it', async () => {
+    const store = await newStore();
+    await ok(hoistAs(user!, store, ['copy', '-q', img.ref, 'owned']));
+    // The namespace is started before the image is read (waiting-namespace.ts); each of these fails after that.
+    for (const args of [['--pull', 'never', 'nosuchimage:1'], ['owned', 'nosuchcommand'], ['-u', 'nosuchuser', 'owned', 'true']]) {
+      const r = await hoistAs(user!, store, ['run', '--rm', ...args]);
+      assert.notEqual(r.code, 0, show(r));
+      assert.equal(r.stderr.split('\n').filter(Boolean).length, 1, `one line: ${show(r)}`);
+    }
+    const waiting = spawnSync('pgrep', ['-u', user!, '-f', 'read -r l <&3'], { encoding: 'utf8' });
+    assert.equal(waiting.stdout, '', 'a waiting namespace shell outlived its hoist');
+    await assertClean(store);
+  });
+
   test('when unpacking fails the copy still succeeds, with one warning line; the image is stored', async () => {
     const store = await newStore();
     // A snapshots directory the user can't write to (root's: not mapped in the user's namespace).
