@@ -10,12 +10,13 @@ import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { extract as tarExtract, pack as tarPack, type Header } from 'tar-stream';
+import { extract as tarExtract } from 'tar-stream';
 import { expandArchives, isArchive, isArchiveMatch, openArchive } from '../../src/build/add-archive.ts';
 import { fetchUrl, isGitUrl, isHttpUrl, urlFileName } from '../../src/build/add-url.ts';
 import { copyLayer, type CopyLayerOptions, type CopySource } from '../../src/build/copy-layer.ts';
 import type { SourceEntry, SourceMatch } from '../../src/build/source.ts';
 import { HoistError } from '../../src/errors.ts';
+import { tarOf, type TarEntry } from '../layer/helpers.ts';
 
 // ---- helpers (real files, real tar streams) ----
 
@@ -66,24 +67,9 @@ function lowerOf(rootfs: string): CopyLayerOptions['lower'] {
   };
 }
 
-/** An archive made entry by entry with tar-stream (for names GNU tar would refuse to write). */
-async function tarOf(file: string, entries: Array<[Partial<Header> & { name: string }, string?]>): Promise<void> {
-  const pack = tarPack();
-  const chunks: Buffer[] = [];
-  const done = (async () => {
-    for await (const c of pack) chunks.push(c as Buffer);
-  })();
-  for (const [h, body] of entries) {
-    await new Promise<void>((resolve, reject) => {
-      const cb = (e?: Error | null): void => (e ? reject(e) : resolve());
-      const header = { mtime: new Date(1e12), mode: 0o644, ...h };
-      if ((h.type ?? 'file') === 'file') pack.entry(header, body ?? '', cb);
-      else pack.entry(header, cb);
-    });
-  }
-  pack.finalize();
-  await done;
-  writeFileSync(file, Buffer.concat(chunks));
+/** An archive made entry by entry with tar-stream (for names GNU tar would refuse to write), written to `file`. */
+async function tarFile(file: string, entries: readonly TarEntry[]): Promise<void> {
+  writeFileSync(file, await tarOf(entries));
 }
 
 const NOW = new Date(1_700_000_000_000);
@@ -190,7 +176,7 @@ describe('ADD of a local archive', () => {
 
   test('paths are contained: leading / is dropped; .. out of dest or a symlink out of it is an error', async () => {
     const ok = path.join(base, 'abs.tar');
-    await tarOf(ok, [
+    await tarFile(ok, [
       [{ name: '/abs.txt' }, 'abs'],
       [{ name: 'al', type: 'symlink', linkname: '/sub' }],
       [{ name: 'al/f', uid: 7, gid: 8 }, 'through an absolute link'],
@@ -207,7 +193,7 @@ describe('ADD of a local archive', () => {
     ]);
 
     const dotdot = path.join(base, 'dotdot.tar');
-    await tarOf(dotdot, [[{ name: 'a/../../evil' }, 'x']]);
+    await tarFile(dotdot, [[{ name: 'a/../../evil' }, 'x']]);
     await assert.rejects(add([fileMatch(dotdot)]), (e: unknown) => {
       assert.ok(e instanceof HoistError);
       assert.equal(e.code, 'BAD_ARCHIVE');
@@ -215,13 +201,13 @@ describe('ADD of a local archive', () => {
       return true;
     });
     const viaLink = path.join(base, 'vialink.tar');
-    await tarOf(viaLink, [[{ name: 'l', type: 'symlink', linkname: '../../etc' }], [{ name: 'l/passwd' }, 'pwned']]);
+    await tarFile(viaLink, [[{ name: 'l', type: 'symlink', linkname: '../../etc' }], [{ name: 'l/passwd' }, 'pwned']]);
     await assert.rejects(add([fileMatch(viaLink)]), (e: unknown) => e instanceof HoistError && /points outside the extraction root/.test(e.message) && !e.message.includes('\n'));
   });
 
   test('an entry replaces what is there unless both are directories; a re-created directory hides the image below it', async () => {
     const f = path.join(base, 'replace.tar');
-    await tarOf(f, [
+    await tarFile(f, [
       [{ name: 'dir', mtime: T(1_000_000_001) }, 'now a file'],
       [{ name: 'dir', type: 'directory', mode: 0o711, mtime: T(1_000_000_002) }],
       [{ name: 'dir/new', mtime: T(1_000_000_003) }, 'new'],
@@ -234,20 +220,20 @@ describe('ADD of a local archive', () => {
       'file opt/dir/new 644 0:0 1000000003 "new"',
     ]);
     const g = path.join(base, 'replace2.tar');
-    await tarOf(g, [[{ name: 'dir', mtime: T(1_000_000_001) }, 'a file now']]);
+    await tarFile(g, [[{ name: 'dir', mtime: T(1_000_000_001) }, 'a file now']]);
     assert.deepEqual((await add([fileMatch(g)])).map(brief), ['directory opt/ 755 0:0 400000001', 'file opt/dir 644 0:0 1000000001 "a file now"']);
     // Both directories: merged, the archive's metadata wins, the image's children stay (not in the layer).
     const h = path.join(base, 'merge.tar');
-    await tarOf(h, [[{ name: 'dir', type: 'directory', mode: 0o700, uid: 3, gid: 3, mtime: T(1_000_000_004) }]]);
+    await tarFile(h, [[{ name: 'dir', type: 'directory', mode: 0o700, uid: 3, gid: 3, mtime: T(1_000_000_004) }]]);
     assert.deepEqual((await add([fileMatch(h)])).map(brief), ['directory opt/ 755 0:0 400000001', 'directory opt/dir/ 700 3:3 1000000004']);
   });
 
   test('devices and dangling hard links are refused with one line', async () => {
     const dev = path.join(base, 'dev.tar');
-    await tarOf(dev, [[{ name: 'null', type: 'character-device', devmajor: 1, devminor: 3 }]]);
+    await tarFile(dev, [[{ name: 'null', type: 'character-device', devmajor: 1, devminor: 3 }]]);
     await assert.rejects(add([fileMatch(dev)]), (e: unknown) => e instanceof HoistError && e.code === 'UNSUPPORTED' && /"null" is a character-device/.test(e.message));
     const hl = path.join(base, 'hardlink.tar');
-    await tarOf(hl, [[{ name: 'h', type: 'link', linkname: 'nowhere' }]]);
+    await tarFile(hl, [[{ name: 'h', type: 'link', linkname: 'nowhere' }]]);
     await assert.rejects(add([fileMatch(hl)]), (e: unknown) => e instanceof HoistError && /hard link "h" points to "nowhere", which does not exist/.test(e.message));
   });
 
