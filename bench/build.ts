@@ -41,18 +41,17 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { makeBusyboxImage } from '../testdata/make-busybox.ts';
 import { run as runCmd } from '../test/helpers/run.ts';
-import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH, userTempDir } from '../test/helpers/rootless.ts';
+import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH } from '../test/helpers/rootless.ts';
 import { changeOneFile, CHANGED_FILE, makeBuildContext, SOURCE_FILES } from './fixtures/build-context.ts';
-import { awaitUserRun,
-  AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool,
+import { inUserTempDir, requireNode24, runBench, awaitUserRun,
+  AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runTool,
   type ToolResult, type ToolRun,
   hoistBin, storeEnv,
 } from './lib.ts';
@@ -677,8 +676,7 @@ async function main(): Promise<void> {
   const only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
   const bad = only.filter((t) => !(ALL_TOOLS as readonly string[]).includes(t));
   if (bad.length > 0 || only.length === 0) throw new Error(`--only ${values.only}: use a comma-separated subset of ${ALL_TOOLS.join(',')}`);
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 24) throw new Error(`hoist needs Node >= 24 (this is ${process.version}): run with npm run bench:build`);
+  requireNode24('npm run bench:build');
   installSignalHandlers();
   const out = path.resolve(values.out);
 
@@ -694,20 +692,9 @@ async function main(): Promise<void> {
     return;
   }
   // Started by a normal user: no dockerd (it needs root); that user is the rootless user.
-  const tmp = await userTempDir(os.userInfo().username, 'hoist-bench-');
-  onCleanup(() => tmp.cleanup());
-  const tmpOut = path.join(tmp.dir, 'build.json');
-  await bench(tmp.dir, runs, tmpOut, only as ToolName[], undefined, 'BuildKit skipped: not root, so no dockerd to start', false, 'the root filesystem (/tmp; not root, so no scratch filesystem)');
-  await mkdir(path.dirname(out), { recursive: true });
-  await copyFile(tmpOut, out);
+  await inUserTempDir('build.json', out, (dir, tmpOut) => bench(dir, runs, tmpOut, only as ToolName[], undefined,
+    'BuildKit skipped: not root, so no dockerd to start', false, 'the root filesystem (/tmp; not root, so no scratch filesystem)'));
   log(`wrote ${out}`);
 }
 
-try {
-  await main();
-} catch (e) {
-  process.stderr.write(`bench:build: ${(e as Error).message}\n`);
-  process.exitCode = 1;
-} finally {
-  await runCleanups();
-}
+await runBench('bench:build', main);

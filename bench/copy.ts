@@ -26,8 +26,7 @@ import { fileURLToPath } from 'node:url';
 import { startRegistry, type TestRegistry } from '../test/helpers/registry.ts';
 import { digestBytes } from '../src/oci/digest.ts';
 import { makeCopyFixture } from './fixture.ts';
-import {
-  AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runCleanups, runTool, tempDir, track, type ToolResult, type ToolRun,
+import { requireNode24, runBench, AbortedError, alternateRuns, dropCleanup, fmt, installSignalHandlers, isAborted, medianCell, mib, onCleanup, runTool, tempDir, track, type ToolResult, type ToolRun,
   hoistBin,
 } from './lib.ts';
 
@@ -145,8 +144,7 @@ async function main(): Promise<void> {
   });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs wants a positive integer, got ${values.runs}`);
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 24) throw new Error(`hoist needs Node >= 24 (this is ${process.version}): run with npx node or npm run bench:copy`);
+  requireNode24('npx node or npm run bench:copy');
   installSignalHandlers();
 
   const work = await tempDir('hoist-bench-');
@@ -267,11 +265,4 @@ async function main(): Promise<void> {
   log(`wrote ${values.out}`);
 }
 
-try {
-  await main();
-} catch (e) {
-  process.stderr.write(`bench:copy: ${(e as Error).message}\n`);
-  process.exitCode = 1;
-} finally {
-  await runCleanups();
-}
+await runBench('bench:copy', main);

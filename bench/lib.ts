@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { copyFile, mkdir, mkdtemp, readFile, rm } from 'node:fs/promises';
-import { USER_PATH } from '../test/helpers/rootless.ts';
+import { USER_PATH, userTempDir } from '../test/helpers/rootless.ts';
 import os from 'node:os';
 import path from 'node:path';
 
@@ -63,6 +63,45 @@ export class AbortedError extends Error {
   constructor() {
     super('interrupted');
   }
+}
+
+/**
+ * A bench's entry point: runs `main`, turns a failure into one line on stderr and exit status 1, and always runs the
+ * registered cleanups.
+ */
+export async function runBench(name: string, main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+  } catch (e) {
+    process.stderr.write(`${name}: ${(e as Error).message}\n`);
+    process.exitCode = 1;
+  } finally {
+    await runCleanups();
+  }
+}
+
+/** Fails unless this is Node 24 or newer, which hoist needs; `how` says how to start the bench on it. */
+export function requireNode24(how: string): void {
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < 24) throw new Error(`hoist needs Node >= 24 (this is ${process.version}): run with ${how}`);
+}
+
+/**
+ * For a bench started by a normal user (the rootless user itself): runs `bench` in a temp dir of that user's, which
+ * the cleanups remove (after `beforeRemove`), and copies the results file it writes there to `out`.
+ */
+export async function inUserTempDir(
+  resultsName: string, out: string, bench: (dir: string, tmpOut: string) => Promise<void>, beforeRemove?: (dir: string) => Promise<void>,
+): Promise<void> {
+  const tmp = await userTempDir(os.userInfo().username, 'hoist-bench-');
+  onCleanup(async () => {
+    await beforeRemove?.(tmp.dir);
+    await tmp.cleanup();
+  });
+  const tmpOut = path.join(tmp.dir, resultsName);
+  await bench(tmp.dir, tmpOut);
+  await mkdir(path.dirname(out), { recursive: true });
+  await copyFile(tmpOut, out);
 }
 
 export function runCleanups(): Promise<void> {

@@ -38,8 +38,7 @@
  * error, as bench:copy does.
  */
 import { spawn } from 'node:child_process';
-import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -50,8 +49,8 @@ import { makeBusyboxImage } from '../testdata/make-busybox.ts';
 import { run as runCmd } from '../test/helpers/run.ts';
 import { assertCheckoutReadable, ciUser, hostIds, isRoot, removeTree, USER_PATH, userTempDir } from '../test/helpers/rootless.ts';
 import { makeCopyFixture } from './fixture.ts';
-import { awaitUserRun,
-  AbortedError, alternateRuns, fmt, installSignalHandlers, isAborted, median, medianCell, mib, onCleanup, dropCleanup, runCleanups, runTool, type ToolResult, type ToolRun,
+import { inUserTempDir, requireNode24, runBench, awaitUserRun,
+  AbortedError, alternateRuns, fmt, installSignalHandlers, isAborted, median, medianCell, mib, onCleanup, dropCleanup, runTool, type ToolResult, type ToolRun,
   hoistBin, storeEnv,
 } from './lib.ts';
 
@@ -459,8 +458,7 @@ async function main(): Promise<void> {
   });
   const runs = Number(values.runs);
   if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs wants a positive integer, got ${values.runs}`);
-  const major = Number(process.versions.node.split('.')[0]);
-  if (major < 24) throw new Error(`hoist needs Node >= 24 (this is ${process.version}): run with npx node or npm run bench:run`);
+  requireNode24('npx node or npm run bench:run');
   installSignalHandlers();
   const out = path.resolve(values.out);
 
@@ -474,23 +472,8 @@ async function main(): Promise<void> {
     return;
   }
   // Started by a normal user: that user is the rootless user; work in a temp dir of its own.
-  const tmp = await userTempDir(os.userInfo().username, 'hoist-bench-');
-  onCleanup(async () => {
-    await stopStrays(tmp.dir);
-    await tmp.cleanup();
-  });
-  const tmpOut = path.join(tmp.dir, 'run.json');
-  await bench(tmp.dir, runs, tmpOut);
-  await mkdir(path.dirname(out), { recursive: true });
-  await copyFile(tmpOut, out);
+  await inUserTempDir('run.json', out, (dir, tmpOut) => bench(dir, runs, tmpOut), stopStrays);
   log(`wrote ${out}`);
 }
 
-try {
-  await main();
-} catch (e) {
-  process.stderr.write(`bench:run: ${(e as Error).message}\n`);
-  process.exitCode = 1;
-} finally {
-  await runCleanups();
-}
+await runBench('bench:run', main);
