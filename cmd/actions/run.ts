@@ -172,7 +172,7 @@ async function runIn(g: GlobalOptions, imageArg: string, command: string[], flag
   };
   // An image already unpacked runs without the namespace helper (src/runtime/fast-run.ts); otherwise, or when the
   // fast path finds it can't mount the overlay, the helper does everything inside the namespace.
-  const fast = await fastRun(request, launchOpts, debug, p.early);
+  const fast = p.early ? await fastRun(request, launchOpts, debug, p.early) : undefined;
   let code = fast ? await fast.exit : undefined;
   if (code === undefined) {
     await p.early?.cancel();

@@ -2,7 +2,8 @@
  * `hoist run`'s fast path, for an image whose layers are all unpacked already: no namespace helper (a second Node
  * start). The outer process checks the user and the command over the layer snapshots as overlay will merge them
  * (root-files.ts layeredRoot), writes the bundle, and has a shell inside the namespaces mount the overlay and
- * exec runc, which runs as PID 1 of a PID namespace of its own so that nothing outlives it. After the exit, the
+ * exec runc, which runs as PID 1 of a PID namespace of its own so that nothing outlives it. The namespace is the
+ * one the caller started early (waiting-namespace.ts); when the fast path does not apply, the caller cancels it. After the exit, the
  * container's files go from outside: they belong to the calling user unless the container wrote as another uid,
  * and then the helper removes them.
  *
@@ -14,8 +15,7 @@ import path from 'node:path';
 import { isErrno, isHoistError } from '../errors.ts';
 import { Snapshots } from '../store/snapshots.ts';
 import { writeBundle } from './bundle.ts';
-import { namespaceArgv } from './host.ts';
-import { childOf, innerRequest, removeInNamespace, startInNamespace, type LaunchOptions, type LaunchRequest } from './launch.ts';
+import { childOf, innerRequest, removeInNamespace, type LaunchOptions, type LaunchRequest } from './launch.ts';
 import { overlayOptions } from './overlay-options.ts';
 import { layeredRoot, type XattrReader } from './root-files.ts';
 import { passRuntimeStderr, runtimeFailure, runtimeRunArgs, runtimeStartError } from './runtime-log.ts';
@@ -48,7 +48,7 @@ export interface FastRun {
  * started or written then). Throws, as the helper would, for a command that is not there (127) or can't run (126).
  */
 export async function fastRun(
-  request: LaunchRequest, opts: LaunchOptions, debug: (msg: string) => void, early?: WaitingNamespace,
+  request: LaunchRequest, opts: LaunchOptions, debug: (msg: string) => void, ns: WaitingNamespace,
 ): Promise<FastRun | undefined> {
   if (request.op !== 'run' || request.diff || request.rootfs === 'copy' || request.layers.length === 0 || opts.stdin === 'pipe') return undefined;
   const req = innerRequest(request, opts);
@@ -88,10 +88,7 @@ export async function fastRun(
     if (sig !== 'SIGUSR2') return void process.kill(runc, sig);
     process.kill(childOf(runc) ?? runc, 'SIGKILL');
   };
-  const { child, exit } = early
-    ? early.run(sh, opts.onStart, deliver)
-    : startInNamespace([...namespaceArgv(opts.host, opts.mode, { pidNamespace: true }), '/bin/sh', '-c', sh],
-      [opts.stdin ? 'inherit' : 'ignore', 'inherit', 'pipe'], opts.onStart, deliver);
+  const { child, exit } = ns.run(sh, opts.onStart, deliver);
   passRuntimeStderr(child.stderr!);
   return {
     exit: exit.then(async (code) => {
